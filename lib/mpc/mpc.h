@@ -1,0 +1,155 @@
+/*
+ * mpc: 2-out-of-3 replicated secret sharing over Z_2^64 (ABY3 layout) and
+ * its protocols: input, reveal, linear operations, multiplication, exact
+ * truncation, matrix multiplication, comparison, bit injection, select,
+ * ReLU and max.
+ *
+ * Owns: struct cdm_mpc (one party's session: channels, pairwise PRGs,
+ * fixed-point parameters, per-layer cost counters) and cdm_shr (a shared
+ * vector). Does not own: transport details (lib/net), nonlinear
+ * approximations (lib/nonlin).
+ *
+ * Layout. x = x0 + x1 + x2 mod 2^64; party i holds (x_i, x_{i+1}) as
+ * (s->a[k], s->b[k]) for element k. Every protocol is vectorised: one call
+ * handles a whole tensor in a fixed number of rounds, one message per peer
+ * per round.
+ *
+ * Correlated randomness. At session start each party picks a seed k_i,
+ * sends it to the previous party, and so holds (k_i, k_{i+1}); zero-sharings
+ * come from PRG(k_i) - PRG(k_{i+1}). Pairs also derive two-party streams
+ * (P_i with P_{i+1}) and a common stream known to all three. All parties
+ * make the same sequence of calls, which keeps the streams in lockstep.
+ *
+ * Truncation is exact to 1 LSB for every input |x| < 2^62 (no rare large
+ * error): see cdm_mpc_trunc. Comparisons are exact for inputs of
+ * |x| < 2^(CDM_CMP_BITS-1) ring units (|v| < 2^(CDM_CMP_BITS-1-F) reals).
+ *
+ * Thread-safety: a cdm_mpc belongs to one thread.
+ */
+#ifndef CDM_MPC_H
+#define CDM_MPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../base/base.h"
+#include "../net/net.h"
+#include "../prg/prg.h"
+
+/* A replicated-shared vector of n ring elements; this party's two
+ * components. Memory is owned by the cdm_shr (cdm_shr_free). */
+typedef struct cdm_shr {
+	size_t n;
+	uint64_t *a; /* x_i     [n] */
+	uint64_t *b; /* x_{i+1} [n] */
+} cdm_shr;
+
+/* A Boolean-shared vector of bits (XOR sharing, same replicated layout),
+ * one bit per element stored in the low bit of a byte. */
+typedef struct cdm_bshr {
+	size_t n;
+	uint8_t *a;
+	uint8_t *b;
+} cdm_bshr;
+
+/* Cost counters, by layer label (conv, groupnorm, silu, ...). */
+#define CDM_MPC_MAX_LABELS 32
+struct cdm_cost {
+	char label[24];
+	double seconds;
+	uint64_t bytes_sent;
+	uint64_t rounds;
+};
+
+typedef struct cdm_mpc cdm_mpc;
+
+struct cdm_mpc_opts {
+	int frac_bits;        /* 0 = CDM_FRAC_BITS_DEFAULT */
+	const uint8_t *seed;  /* test mode: derive all seeds from this (16 B); NULL = random */
+};
+
+/* Start a session over an established transport: exchanges the pairwise
+ * seeds (one round). The cdm_mpc borrows net; free net after the mpc. */
+int cdm_mpc_new(cdm_mpc **out, cdm_net *net, const struct cdm_mpc_opts *opts,
+		struct cdm_err *err);
+void cdm_mpc_free(cdm_mpc *m);
+
+int cdm_mpc_id(const cdm_mpc *m);
+int cdm_mpc_frac(const cdm_mpc *m);
+cdm_net *cdm_mpc_net(cdm_mpc *m);
+/* Common stream all three parties share (public randomness). */
+cdm_prg *cdm_mpc_common_prg(cdm_mpc *m);
+
+/* Cost accounting: subsequent traffic, rounds and time are charged to
+ * `label` until the next call. cdm_mpc_costs lists the totals. */
+void cdm_mpc_set_label(cdm_mpc *m, const char *label);
+size_t cdm_mpc_costs(const cdm_mpc *m, struct cdm_cost *out, size_t max);
+
+/* ---- shares ------------------------------------------------------------ */
+int cdm_shr_new(cdm_shr *s, size_t n, struct cdm_err *err); /* zeroed */
+void cdm_shr_free(cdm_shr *s);                                /* accepts zeroed */
+int cdm_shr_copy(cdm_shr *dst, const cdm_shr *src, struct cdm_err *err);
+
+/* ---- input and output -------------------------------------------------- */
+/* `owner` holds the plaintext ring vector `x` (ignored elsewhere); all three
+ * obtain shares of it. One round. */
+int cdm_mpc_input(cdm_mpc *m, int owner, const uint64_t *x, size_t n, cdm_shr *out,
+		  struct cdm_err *err);
+/* Public value -> sharing without communication. */
+void cdm_mpc_public(cdm_mpc *m, const uint64_t *x, cdm_shr *out);
+/* Reveal to all three parties. One round. */
+int cdm_mpc_reveal(cdm_mpc *m, const cdm_shr *x, uint64_t *out, struct cdm_err *err);
+/* Reveal to party `to` only (others pass out = NULL). One round. */
+int cdm_mpc_reveal_to(cdm_mpc *m, int to, const cdm_shr *x, uint64_t *out,
+		      struct cdm_err *err);
+
+/* ---- local linear operations (no communication) ------------------------ */
+void cdm_mpc_add(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, const cdm_shr *y);
+void cdm_mpc_sub(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, const cdm_shr *y);
+void cdm_mpc_add_const(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, uint64_t c);
+/* Multiply by a public ring integer (no truncation). */
+void cdm_mpc_mul_int(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, uint64_t c);
+/* Multiply elementwise by a public ring vector (no truncation). */
+void cdm_mpc_mul_pub(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, const uint64_t *c);
+
+/* ---- multiplication and truncation -------------------------------------- */
+/* out = x*y elementwise, no truncation. One round, 8 bytes per element per
+ * party. */
+int cdm_mpc_mul(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, const cdm_shr *y,
+		struct cdm_err *err);
+/* out = x >> shift (signed), exact up to 1 LSB for |x| < 2^62. */
+int cdm_mpc_trunc(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, int shift,
+		  struct cdm_err *err);
+/* out = (x*y) >> F, with the truncation fused into the multiplication. */
+int cdm_mpc_mul_trunc(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, const cdm_shr *y,
+		      struct cdm_err *err);
+/* Fixed-point multiply by public reals c[i] (encoded with F bits), then
+ * truncate: local multiply + one truncation. */
+int cdm_mpc_mul_pub_trunc(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, const uint64_t *c,
+			  struct cdm_err *err);
+/* C[m x n] = (A[m x k] * B[k x n]) >> shift, batched over `batch` independent
+ * products stored back to back. Both secret. One truncation per output.
+ * shift = 0: no truncation. */
+int cdm_mpc_matmul(cdm_mpc *m, cdm_shr *c, const cdm_shr *a, const cdm_shr *b, size_t batch,
+		   size_t rows, size_t inner, size_t cols, int shift, struct cdm_err *err);
+/* Same with a public right operand B (weights known to all). */
+int cdm_mpc_matmul_pub(cdm_mpc *m, cdm_shr *c, const cdm_shr *a, const uint64_t *b,
+		       size_t rows, size_t inner, size_t cols, int shift, struct cdm_err *err);
+
+/* ---- comparison and selection ------------------------------------------ */
+/* out = [x < 0] as an arithmetic sharing of 0/1 (integer, not fixed point).
+ * All elements share the same rounds. */
+int cdm_mpc_ltz(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, struct cdm_err *err);
+/* out = [x < y] as arithmetic 0/1. */
+int cdm_mpc_lt(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, const cdm_shr *y,
+	       struct cdm_err *err);
+/* out = bit ? x : y, with bit an arithmetic 0/1 sharing. */
+int cdm_mpc_select(cdm_mpc *m, cdm_shr *out, const cdm_shr *bit, const cdm_shr *x,
+		   const cdm_shr *y, struct cdm_err *err);
+int cdm_mpc_relu(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, struct cdm_err *err);
+/* Row maxima of a rows x cols matrix by tree reduction: ceil(log2 cols)
+ * comparison layers, all rows in the same rounds. */
+int cdm_mpc_max_rows(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, size_t rows, size_t cols,
+		     struct cdm_err *err);
+
+#endif
