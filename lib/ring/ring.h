@@ -10,9 +10,12 @@
  * product |x| < 2^62 (that is, |v| < 2^(62-2F) before the shift), and
  * comparisons are exact for |v| < 2^(CDM_CMP_BITS-1-F).
  *
- * Default F = 16: resolution 1.5e-5, products up to 2^30 before truncation,
- * comparisons on |v| < 32768. The secure UNet's activations stay far below
- * these limits; GroupNorm keeps extra fraction bits for its variance.
+ * Default F = 20: resolution 9.5e-7 (exp and softmax reach 1e-3 relative
+ * accuracy down to 1e-3), products up to |v| < 2^22 = 4.2e6 before
+ * truncation (ring sums may overflow on the way: only the final value
+ * counts), comparisons on |v| < 2^(36-1-20) = 32768. The secure UNet's
+ * activations stay far below these limits; squares for GroupNorm variance
+ * are truncated before they are summed.
  */
 #ifndef CDM_RING_H
 #define CDM_RING_H
@@ -22,10 +25,10 @@
 
 #include "../base/base.h"
 
-#define CDM_FRAC_BITS_DEFAULT 16
+#define CDM_FRAC_BITS_DEFAULT 20
 #define CDM_FRAC_BITS_MIN 8
 #define CDM_FRAC_BITS_MAX 24
-#define CDM_CMP_BITS 32 /* comparisons work on values of this many bits */
+#define CDM_CMP_BITS 36 /* comparisons work on values of this many bits */
 
 /* Saturation bound of the encoding, in real units: 2^(62-F) - 1 LSB. */
 double cdm_fxp_max(int frac_bits);
