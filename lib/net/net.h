@@ -17,6 +17,12 @@
  * CDM_EPROTO error; a closed peer, a short read or silence longer than the
  * timeout is CDM_ENET. Zero-length messages are not sent at all.
  *
+ * Wire format: each message is one frame, a 32-byte little-endian header
+ *   u32 magic "CDM1" | u32 flags (0) | u64 session | u64 seq | u64 length
+ * followed by the payload; seq counts frames per direction from 0. Counters
+ * count header + payload bytes (not TCP/TLS overhead); `rounds` counts
+ * cdm_net_round calls that moved anything.
+ *
  * Thread-safety: a cdm_net belongs to one thread.
  */
 #ifndef CDM_NET_H
@@ -83,5 +89,20 @@ int cdm_net_pass(cdm_net *net, const void *to_next, void *from_prev, size_t len,
 		 struct cdm_err *err);
 
 void cdm_net_get_stats(const cdm_net *net, struct cdm_net_stats *out);
+
+/* Session id carried in every frame (agreed when connecting). */
+uint64_t cdm_net_session(const cdm_net *net);
+
+/* Silence limit for later rounds, in ms (<= 0: the 60 s default). */
+void cdm_net_set_timeout(cdm_net *net, int timeout_ms);
+
+/* A warning the tool should print (plain TCP to a non-loopback address),
+ * or NULL. The library itself never prints. */
+const char *cdm_net_warning(const cdm_net *net);
+
+/* Test hook: write len >= 32 raw bytes to a peer, the first 32 taking the
+ * place of a frame header (so tests can forge bad frames). Counts like a
+ * frame. Not for protocol code. */
+int cdm_net_send_raw(cdm_net *net, int peer, const void *buf, size_t len, struct cdm_err *err);
 
 #endif
