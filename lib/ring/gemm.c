@@ -9,23 +9,29 @@
  * Structure (Goto-style, simplified because the kernel is multiply-bound):
  *   for each KC-deep slice of k and MC-high block of rows of A:
  *     for each NR-wide strip of columns of B:
- *       pack the KC x NR strip of B into a contiguous, zero-padded buffer
- *       (on the stack: 128 x 24 x 8 = 24 KiB, stays in L1);
  *       for each MR-high group of rows: the register-blocked micro-kernel
- *       updates an MR x NR tile of C, reading A in place (row stride k).
- * A is not packed: the micro-kernel reads one broadcast element per row and
- * k step, eight sequential streams that the prefetchers follow, and the
- * multiplier (not the loads) is the bottleneck. No heap memory is used, so
+ *       updates an MR x NR tile of C (8 x 24 words in 24 zmm registers).
+ * Neither A nor B is packed. The kernel needs one multiply per 8 products
+ * but only 3 vector loads and 8 broadcasts per 24 multiplies, so the loads
+ * can come from L2 without slowing it; measured on the target, packing B
+ * strips (and copying them) was 3-10% slower than reading B in place, also
+ * for power-of-two row strides. Edge tiles use masked loads and stores,
+ * which never touch memory outside A, B and C. No heap memory is used, so
  * the function cannot fail and is safe to call from any thread.
  *
- * Multiply choice (measured on the target AMD Zen 4, see lib/bench/gemm.c):
- * vpmullq zmm sustains one per cycle there, the same rate as vpmuludq or
- * vpmadd52luq, so the three-vpmuludq 32-bit decomposition and IFMA limbs
- * would only add work. One vpmullq + one vpaddq per 8 products is the peak:
- * half the multiply-add rate of float32 FMA on the same core.
+ * B with fewer than 8 columns (matrix-vector products) runs as dot products
+ * along k against a transposed copy of a k slice of B (28 KiB on the stack).
  *
- * Without AVX-512F/DQ at compile time a portable C micro-kernel with the
- * same packing is used (the compiler vectorises what it can).
+ * Multiply choice (measured on the target AMD Zen 4): vpmullq zmm issues
+ * once per cycle there, the same rate as vpmuludq or vpmadd52luq, so the
+ * three-vpmuludq 32-bit decomposition and IFMA 52-bit limbs would only add
+ * work. With the dependent vpaddq the mix sustains about 0.75 vpmullq per
+ * cycle (6 products/cycle, ~44 GOPS at 3.6 GHz, counting multiply and add);
+ * the kernel reaches 80-90% of that. float32 FMA does 16 multiply-adds per
+ * cycle, so the ring/float32 ratio is bounded by about 0.4.
+ *
+ * Without AVX-512F/DQ at compile time, portable C kernels with the same
+ * blocking are used (the compiler vectorises what it can).
  */
 #include "ring.h"
 
@@ -41,23 +47,23 @@
 #define MR 8   /* rows of C per micro-tile */
 #define NV 3   /* 8-lane vectors per micro-tile row */
 #define NR 24  /* columns of C per micro-tile (NV * 8) */
-#define KC 128 /* depth of one slice: the packed B strip is KC * NR words */
-#define MC 512 /* rows per block: A block MC x KC (512 KiB) stays in L2 */
+#define KC 256 /* depth of one k slice: C tiles are loaded/stored once per slice */
+#define MC 256 /* rows per block: the A block MC x KC (512 KiB) is reused from L2 */
+/* B with fewer than NARROW_N columns would waste most of each 8-lane vector
+ * in the tile kernel; such products run as dot products along k instead. */
+#define NARROW_N 8
+#define NARROW_KC 512
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
-/* Copy the kc x nr block of B at (p0, j0) into bp as kc rows of NR words,
- * zero-padding columns nr..NR-1 so the kernel can run full-width. */
-static void pack_b(uint64_t *restrict bp, const uint64_t *restrict b, size_t ldb,
-		   size_t kc, size_t nr)
+/* Copy the kc x n block of B (n <= NARROW_N) transposed into bt: row j of bt
+ * is column j of B, NARROW_KC words apart, so dot products run along k. */
+static void pack_bt(uint64_t *restrict bt, const uint64_t *restrict b, size_t n,
+		    size_t kc)
 {
-	for (size_t p = 0; p < kc; p++) {
-		const uint64_t *src = b + p * ldb;
-		uint64_t *dst = bp + p * NR;
-		memcpy(dst, src, nr * sizeof *dst);
-		if (nr < NR)
-			memset(dst + nr, 0, (NR - nr) * sizeof *dst);
-	}
+	for (size_t p = 0; p < kc; p++)
+		for (size_t j = 0; j < n; j++)
+			bt[j * NARROW_KC + p] = b[p * n + j];
 }
 
 #if GEMM_AVX512
@@ -82,8 +88,8 @@ ALWAYS_INLINE __mmask8 lane_mask(size_t nr, int v)
  */
 ALWAYS_INLINE void kernel_avx512(const int mr, const int nv, size_t kc,
 				 const uint64_t *restrict a, size_t lda,
-				 const uint64_t *restrict bp, uint64_t *restrict c,
-				 size_t ldc, size_t nr, int load_c)
+				 const uint64_t *restrict bp, size_t ldb,
+				 uint64_t *restrict c, size_t ldc, size_t nr, int load_c)
 {
 	__m512i acc[MR][NV];
 	__mmask8 mask[NV];
@@ -100,7 +106,7 @@ ALWAYS_INLINE void kernel_avx512(const int mr, const int nv, size_t kc,
 		__m512i bv[NV];
 		#pragma GCC unroll 8
 		for (int v = 0; v < nv; v++)
-			bv[v] = _mm512_load_si512((const void *)(bp + p * NR + v * 8));
+			bv[v] = _mm512_maskz_loadu_epi64(mask[v], bp + p * ldb + v * 8);
 		#pragma GCC unroll 8
 		for (int i = 0; i < mr; i++) {
 			__m512i av = _mm512_set1_epi64((long long)a[i * lda + p]);
@@ -119,15 +125,15 @@ ALWAYS_INLINE void kernel_avx512(const int mr, const int nv, size_t kc,
 
 #define KERNEL_CASE(MR_, NV_)                                                  \
 	case (MR_) * 4 + (NV_):                                                \
-		kernel_avx512(MR_, NV_, kc, a, lda, bp, c, ldc, nr, load_c);   \
+		kernel_avx512(MR_, NV_, kc, a, lda, bp, ldb, c, ldc, nr, load_c); \
 		return
 
 #define KERNEL_ROW(MR_) KERNEL_CASE(MR_, 1); KERNEL_CASE(MR_, 2); KERNEL_CASE(MR_, 3)
 
 /* Pick the instantiation for this tile's height and width. */
 static void kernel_dispatch(size_t mr, size_t kc, const uint64_t *restrict a, size_t lda,
-			    const uint64_t *restrict bp, uint64_t *restrict c, size_t ldc,
-			    size_t nr, int load_c)
+			    const uint64_t *restrict bp, size_t ldb, uint64_t *restrict c,
+			    size_t ldc, size_t nr, int load_c)
 {
 	size_t nv = (nr + 7) / 8;
 	switch (mr * 4 + nv) {
@@ -144,20 +150,64 @@ static void kernel_dispatch(size_t mr, size_t kc, const uint64_t *restrict a, si
 	}
 }
 
+/* One row of C against a transposed narrow B: c[j] (+)= a[0..kc) . bt[j].
+ * n (1..NARROW_N-1) is a compile-time constant at each call site. */
+ALWAYS_INLINE void dot_avx512(const int n, size_t kc, const uint64_t *restrict a,
+			      const uint64_t *restrict bt, uint64_t *restrict c, int load_c)
+{
+	__m512i acc[NARROW_N];
+#pragma GCC unroll 8
+	for (int j = 0; j < n; j++)
+		acc[j] = _mm512_setzero_si512();
+	for (size_t p = 0; p < kc; p += 8) {
+		__mmask8 mk = kc - p >= 8 ? 0xff : (__mmask8)((1u << (kc - p)) - 1);
+		__m512i av = _mm512_maskz_loadu_epi64(mk, a + p);
+#pragma GCC unroll 8
+		for (int j = 0; j < n; j++)
+			acc[j] = _mm512_add_epi64(
+				acc[j], _mm512_mullo_epi64(av, _mm512_maskz_loadu_epi64(
+								       mk, bt + j * NARROW_KC + p)));
+	}
+#pragma GCC unroll 8
+	for (int j = 0; j < n; j++)
+		c[j] = (load_c ? c[j] : 0) + (uint64_t)_mm512_reduce_add_epi64(acc[j]);
+}
+
+#define DOT_CASE(N_)                                                           \
+	case N_:                                                               \
+		dot_avx512(N_, kc, a, bt, c, load_c);                          \
+		return
+
+static void dot_dispatch(size_t n, size_t kc, const uint64_t *restrict a,
+			 const uint64_t *restrict bt, uint64_t *restrict c, int load_c)
+{
+	switch (n) {
+		DOT_CASE(1);
+		DOT_CASE(2);
+		DOT_CASE(3);
+		DOT_CASE(4);
+		DOT_CASE(5);
+		DOT_CASE(6);
+		DOT_CASE(7);
+	default:
+		return; /* unreachable: 1 <= n < NARROW_N */
+	}
+}
+
 #else /* portable */
 
 /* Same contract as the AVX-512 kernel, in plain C on a local tile. */
 static void kernel_dispatch(size_t mr, size_t kc, const uint64_t *restrict a, size_t lda,
-			    const uint64_t *restrict bp, uint64_t *restrict c, size_t ldc,
-			    size_t nr, int load_c)
+			    const uint64_t *restrict bp, size_t ldb, uint64_t *restrict c,
+			    size_t ldc, size_t nr, int load_c)
 {
 	uint64_t acc[MR][NR];
 	memset(acc, 0, sizeof acc);
 	for (size_t p = 0; p < kc; p++) {
-		const uint64_t *restrict bq = bp + p * NR;
+		const uint64_t *restrict bq = bp + p * ldb;
 		for (size_t i = 0; i < mr; i++) {
 			uint64_t av = a[i * lda + p];
-			for (size_t j = 0; j < NR; j++)
+			for (size_t j = 0; j < nr; j++)
 				acc[i][j] += av * bq[j];
 		}
 	}
@@ -166,20 +216,64 @@ static void kernel_dispatch(size_t mr, size_t kc, const uint64_t *restrict a, si
 			c[i * ldc + j] = (load_c ? c[i * ldc + j] : 0) + acc[i][j];
 }
 
+
+static void dot_dispatch(size_t n, size_t kc, const uint64_t *restrict a,
+			 const uint64_t *restrict bt, uint64_t *restrict c, int load_c)
+{
+	for (size_t j = 0; j < n; j++) {
+		uint64_t s = load_c ? c[j] : 0;
+		for (size_t p = 0; p < kc; p++)
+			s += a[p] * bt[j * NARROW_KC + p];
+		c[j] = s;
+	}
+}
+
 #endif
+
+/* Narrow B (n < NARROW_N): for each k slice, transpose B and take one dot
+ * product per element of C. */
+static void gemm_narrow(uint64_t *c, const uint64_t *a, const uint64_t *b, size_t m,
+			size_t k, size_t n, int accumulate)
+{
+	_Alignas(64) uint64_t bt[NARROW_N * NARROW_KC];
+
+	for (size_t p0 = 0; p0 < k; p0 += NARROW_KC) {
+		size_t kc = k - p0 < NARROW_KC ? k - p0 : NARROW_KC;
+		int load_c = accumulate || p0 > 0;
+		pack_bt(bt, b + p0 * n, n, kc);
+		for (size_t i = 0; i < m; i++)
+			dot_dispatch(n, kc, a + i * k + p0, bt, c + i * n, load_c);
+	}
+}
+
+/* One MC x KC block of A against the KC-deep slice of B, strip by strip:
+ * the KC x NR strip of B (48 KiB) is reused by every row tile of the block. */
+static void gemm_block(uint64_t *c, const uint64_t *a, const uint64_t *b, size_t mc,
+		       size_t kc, size_t n, size_t lda, int load_c)
+{
+	for (size_t j0 = 0; j0 < n; j0 += NR) {
+		size_t nr = n - j0 < NR ? n - j0 : NR;
+		for (size_t i = 0; i < mc; i += MR) {
+			size_t mr = mc - i < MR ? mc - i : MR;
+			kernel_dispatch(mr, kc, a + i * lda, lda, b + j0, n, c + i * n + j0, n,
+					nr, load_c);
+		}
+	}
+}
 
 void cdm_ring_gemm(uint64_t *c, const uint64_t *a, const uint64_t *b, size_t m,
 		   size_t k, size_t n, int accumulate)
 {
-	/* 64-byte aligned so the kernel can use aligned loads. */
-	_Alignas(64) uint64_t bp[KC * NR];
-
 	if (m == 0 || n == 0)
 		return;
 	if (k == 0) {
 		/* Empty sum: C = 0, or unchanged when accumulating. */
 		if (!accumulate)
 			memset(c, 0, m * n * sizeof *c);
+		return;
+	}
+	if (n < NARROW_N) {
+		gemm_narrow(c, a, b, m, k, n, accumulate);
 		return;
 	}
 	for (size_t p0 = 0; p0 < k; p0 += KC) {
@@ -189,15 +283,8 @@ void cdm_ring_gemm(uint64_t *c, const uint64_t *a, const uint64_t *b, size_t m,
 		int load_c = accumulate || p0 > 0;
 		for (size_t i0 = 0; i0 < m; i0 += MC) {
 			size_t mc = m - i0 < MC ? m - i0 : MC;
-			for (size_t j0 = 0; j0 < n; j0 += NR) {
-				size_t nr = n - j0 < NR ? n - j0 : NR;
-				pack_b(bp, b + p0 * n + j0, n, kc, nr);
-				for (size_t i = i0; i < i0 + mc; i += MR) {
-					size_t mr = i0 + mc - i < MR ? i0 + mc - i : MR;
-					kernel_dispatch(mr, kc, a + i * k + p0, k, bp,
-							c + i * n + j0, n, nr, load_c);
-				}
-			}
+			gemm_block(c + i0 * n, a + i0 * k + p0, b + p0 * n, mc, kc, n, k,
+				   load_c);
 		}
 	}
 }

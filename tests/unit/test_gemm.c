@@ -1,9 +1,10 @@
 /*
  * test_gemm: cdm_ring_gemm must equal a naive triple loop mod 2^64, bit for
  * bit, on full-range random words, for shapes that hit every edge of the
- * blocking (MR = 8 rows, NR = 24 columns, KC = 128 deep, MC = 512 rows),
- * with and without accumulation; and the GEMM benchmark must report
- * consistent figures and reject bad shapes.
+ * blocking (MR = 8 rows, NR = 24 columns, KC = 256 deep, MC = 256 rows; the
+ * narrow path for n < 8 with 512-deep slices), with and without
+ * accumulation; and the GEMM benchmark must report consistent figures and
+ * reject bad shapes.
  */
 #include "bench/gemm.h"
 #include "ring/ring.h"
@@ -152,9 +153,9 @@ int main(void)
 	check_empty();
 
 	/* Edges of every blocking dimension: 1, just below/at/above MR = 8,
-	 * NR = 24, KC = 128, MC = 512, plus primes. */
+	 * NR = 24, KC = 256, plus primes. */
 	static const size_t ms[] = {1, 2, 7, 8, 9, 15, 16, 17, 33};
-	static const size_t ks[] = {1, 2, 5, 127, 128, 129, 300};
+	static const size_t ks[] = {1, 2, 5, 255, 256, 257, 600};
 	static const size_t ns[] = {1, 3, 8, 9, 16, 23, 24, 25, 47, 49, 100};
 	for (size_t x = 0; x < sizeof ms / sizeof *ms; x++)
 		for (size_t y = 0; y < sizeof ks / sizeof *ks; y++)
@@ -163,10 +164,13 @@ int main(void)
 	/* both accumulate flags on a few shapes */
 	check_shape(13, 129, 31, 0);
 	check_shape(13, 129, 31, 1);
-	check_shape(1, 700, 1, 0);   /* 1 x K x 1: a dot product */
+	check_shape(1, 700, 1, 0);    /* 1 x K x 1: a dot product */
 	check_shape(1, 1, 1, 1);
-	check_shape(520, 3, 30, 1);  /* crosses MC = 512 */
-	check_shape(3, 1000, 70, 0); /* large k: many KC slices */
+	check_shape(5, 1100, 7, 1);   /* narrow path over three 512-deep slices */
+	check_shape(11, 512, 6, 0);   /* narrow path, exactly one slice */
+	check_shape(520, 3, 30, 1);   /* crosses MC = 256 twice */
+	check_shape(257, 40, 25, 0);  /* one row past MC */
+	check_shape(3, 1000, 70, 0);  /* large k: several KC slices */
 	check_shape(64, 576, 50, 1); /* the conv shape, narrowed */
 
 	/* the kernel keeps no state: a second thread gets the same answers */
