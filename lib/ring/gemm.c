@@ -150,6 +150,15 @@ static void kernel_dispatch(size_t mr, size_t kc, const uint64_t *restrict a, si
 	}
 }
 
+/* Sum of the 8 lanes mod 2^64. (_mm512_reduce_add_epi64 adds in signed
+ * long long, which is undefined on overflow and trips UBSan.) */
+ALWAYS_INLINE uint64_t lane_sum(__m512i v)
+{
+	__m256i s4 = _mm256_add_epi64(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+	__m128i s2 = _mm_add_epi64(_mm256_castsi256_si128(s4), _mm256_extracti128_si256(s4, 1));
+	return (uint64_t)_mm_cvtsi128_si64(s2) + (uint64_t)_mm_extract_epi64(s2, 1);
+}
+
 /* One row of C against a transposed narrow B: c[j] (+)= a[0..kc) . bt[j].
  * n (1..NARROW_N-1) is a compile-time constant at each call site. */
 ALWAYS_INLINE void dot_avx512(const int n, size_t kc, const uint64_t *restrict a,
@@ -170,7 +179,7 @@ ALWAYS_INLINE void dot_avx512(const int n, size_t kc, const uint64_t *restrict a
 	}
 #pragma GCC unroll 8
 	for (int j = 0; j < n; j++)
-		c[j] = (load_c ? c[j] : 0) + (uint64_t)_mm512_reduce_add_epi64(acc[j]);
+		c[j] = (load_c ? c[j] : 0) + lane_sum(acc[j]);
 }
 
 #define DOT_CASE(N_)                                                           \
