@@ -90,16 +90,37 @@ static void run_once(enum kernel which, const struct operands *o, size_t m, size
 			    1.0f, o->fa, (int)k, o->fb, (int)n, 0.0f, o->fc, (int)n);
 }
 
-/* Median seconds of `reps` timed runs after one warm-up run. */
+static double time_once(enum kernel which, const struct operands *o, size_t m, size_t k,
+			size_t n)
+{
+	double t0 = cdm_now();
+	run_once(which, o, m, k, n);
+	return cdm_now() - t0;
+}
+
+/* Medians of `reps` timed runs of the ring kernel and of single-threaded
+ * sgemm, after one warm-up run of each. The runs alternate so that both see
+ * the same machine load (other processes share these cores). */
+static void time_pair(const struct operands *o, size_t m, size_t k, size_t n, int reps,
+		      double *t_ring, double *t_f32, double *ring_med, double *f32_med)
+{
+	run_once(RING, o, m, k, n);
+	run_once(F32, o, m, k, n);
+	for (int r = 0; r < reps; r++) {
+		t_ring[r] = time_once(RING, o, m, k, n);
+		t_f32[r] = time_once(F32, o, m, k, n);
+	}
+	*ring_med = median(t_ring, reps);
+	*f32_med = median(t_f32, reps);
+}
+
+/* Median of `reps` timed runs of one kernel after a warm-up run. */
 static double time_kernel(enum kernel which, const struct operands *o, size_t m, size_t k,
 			  size_t n, int reps, double *t)
 {
 	run_once(which, o, m, k, n);
-	for (int r = 0; r < reps; r++) {
-		double t0 = cdm_now();
-		run_once(which, o, m, k, n);
-		t[r] = cdm_now() - t0;
-	}
+	for (int r = 0; r < reps; r++)
+		t[r] = time_once(which, o, m, k, n);
 	return median(t, reps);
 }
 
@@ -120,7 +141,7 @@ int cdm_bench_gemm(size_t m, size_t k, size_t n, int reps,
 
 	struct operands o;
 	CDM_TRY(operands_new(&o, m, k, n, err));
-	double *t = cdm_alloc((size_t)reps, sizeof *t, err);
+	double *t = cdm_alloc(2 * (size_t)reps, sizeof *t, err);
 	if (!t) {
 		operands_free(&o);
 		return cdm_err_prefix(err, "bench gemm: ");
@@ -129,9 +150,8 @@ int cdm_bench_gemm(size_t m, size_t k, size_t n, int reps,
 	struct cdm_bench_gemm_result r = {.m = m, .k = k, .n = n, .reps = reps};
 	int threads = openblas_get_num_threads();
 	r.f32_threads = threads;
-	r.ring_seconds = time_kernel(RING, &o, m, k, n, reps, t);
 	openblas_set_num_threads(1);
-	r.f32_seconds = time_kernel(F32, &o, m, k, n, reps, t);
+	time_pair(&o, m, k, n, reps, t, t + reps, &r.ring_seconds, &r.f32_seconds);
 	openblas_set_num_threads(threads);
 	r.f32_mt_seconds = threads > 1 ? time_kernel(F32, &o, m, k, n, reps, t) : r.f32_seconds;
 

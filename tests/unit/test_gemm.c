@@ -143,7 +143,10 @@ static void check_bench(void)
 	CHECK(rc == CDM_EINPUT && strstr(err.msg, "reps"), "bench reps=0: rc %d '%s'", rc,
 	      err.msg);
 	rc = cdm_bench_gemm((size_t)1 << 40, 1 << 20, 8, 1, &r, &err);
-	CHECK(rc < 0, "bench absurd shape accepted");
+	CHECK(rc == CDM_EINPUT, "bench dimension 2^40 accepted: rc %d", rc);
+	rc = cdm_bench_gemm((size_t)1 << 20, (size_t)1 << 20, 8, 1, &r, &err);
+	CHECK(rc == CDM_ENOMEM && strstr(err.msg, "bench gemm"),
+	      "bench 2^40-word operand: rc %d '%s'", rc, err.msg);
 }
 
 int main(void)
