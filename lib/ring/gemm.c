@@ -80,7 +80,8 @@ ALWAYS_INLINE __mmask8 lane_mask(size_t nr, int v)
 }
 
 /*
- * The micro-kernel: tile C[0..mr) x [0..nr) (+)= A[0..mr) x [0..kc) * bp.
+ * The micro-kernel: tile C[0..mr) x [0..nr) (+)= A[0..mr) x [0..kc) times
+ * the kc x nr strip of B at b (row stride ldb), read in place.
  * mr (1..MR) and nv (1..NV, the vectors actually needed for nr columns) are
  * compile-time constants at every call site (see kernel_dispatch) and the
  * small loops are unrolled (gcc -O2 would not), so the accumulators live in
@@ -88,51 +89,51 @@ ALWAYS_INLINE __mmask8 lane_mask(size_t nr, int v)
  */
 ALWAYS_INLINE void kernel_avx512(const int mr, const int nv, size_t kc,
 				 const uint64_t *restrict a, size_t lda,
-				 const uint64_t *restrict bp, size_t ldb,
+				 const uint64_t *restrict b, size_t ldb,
 				 uint64_t *restrict c, size_t ldc, size_t nr, int load_c)
 {
 	__m512i acc[MR][NV];
 	__mmask8 mask[NV];
-	#pragma GCC unroll 8
+#pragma GCC unroll 8
 	for (int v = 0; v < nv; v++)
 		mask[v] = lane_mask(nr, v);
-	#pragma GCC unroll 8
+#pragma GCC unroll 8
 	for (int i = 0; i < mr; i++)
-		#pragma GCC unroll 8
+#pragma GCC unroll 8
 		for (int v = 0; v < nv; v++)
 			acc[i][v] = load_c ? _mm512_maskz_loadu_epi64(mask[v], c + i * ldc + v * 8)
 					   : _mm512_setzero_si512();
 	for (size_t p = 0; p < kc; p++) {
 		__m512i bv[NV];
-		#pragma GCC unroll 8
+#pragma GCC unroll 8
 		for (int v = 0; v < nv; v++)
-			bv[v] = _mm512_maskz_loadu_epi64(mask[v], bp + p * ldb + v * 8);
-		#pragma GCC unroll 8
+			bv[v] = _mm512_maskz_loadu_epi64(mask[v], b + p * ldb + v * 8);
+#pragma GCC unroll 8
 		for (int i = 0; i < mr; i++) {
 			__m512i av = _mm512_set1_epi64((long long)a[i * lda + p]);
-			#pragma GCC unroll 8
+#pragma GCC unroll 8
 			for (int v = 0; v < nv; v++)
 				acc[i][v] = _mm512_add_epi64(acc[i][v],
 							     _mm512_mullo_epi64(av, bv[v]));
 		}
 	}
-	#pragma GCC unroll 8
+#pragma GCC unroll 8
 	for (int i = 0; i < mr; i++)
-		#pragma GCC unroll 8
+#pragma GCC unroll 8
 		for (int v = 0; v < nv; v++)
 			_mm512_mask_storeu_epi64(c + i * ldc + v * 8, mask[v], acc[i][v]);
 }
 
 #define KERNEL_CASE(MR_, NV_)                                                  \
 	case (MR_) * 4 + (NV_):                                                \
-		kernel_avx512(MR_, NV_, kc, a, lda, bp, ldb, c, ldc, nr, load_c); \
+		kernel_avx512(MR_, NV_, kc, a, lda, b, ldb, c, ldc, nr, load_c);  \
 		return
 
 #define KERNEL_ROW(MR_) KERNEL_CASE(MR_, 1); KERNEL_CASE(MR_, 2); KERNEL_CASE(MR_, 3)
 
 /* Pick the instantiation for this tile's height and width. */
 static void kernel_dispatch(size_t mr, size_t kc, const uint64_t *restrict a, size_t lda,
-			    const uint64_t *restrict bp, size_t ldb, uint64_t *restrict c,
+			    const uint64_t *restrict b, size_t ldb, uint64_t *restrict c,
 			    size_t ldc, size_t nr, int load_c)
 {
 	size_t nv = (nr + 7) / 8;
@@ -207,13 +208,13 @@ static void dot_dispatch(size_t n, size_t kc, const uint64_t *restrict a,
 
 /* Same contract as the AVX-512 kernel, in plain C on a local tile. */
 static void kernel_dispatch(size_t mr, size_t kc, const uint64_t *restrict a, size_t lda,
-			    const uint64_t *restrict bp, size_t ldb, uint64_t *restrict c,
+			    const uint64_t *restrict b, size_t ldb, uint64_t *restrict c,
 			    size_t ldc, size_t nr, int load_c)
 {
 	uint64_t acc[MR][NR];
 	memset(acc, 0, sizeof acc);
 	for (size_t p = 0; p < kc; p++) {
-		const uint64_t *restrict bq = bp + p * ldb;
+		const uint64_t *restrict bq = b + p * ldb;
 		for (size_t i = 0; i < mr; i++) {
 			uint64_t av = a[i * lda + p];
 			for (size_t j = 0; j < nr; j++)
