@@ -59,6 +59,9 @@ const struct cdm_st_tensor *cdm_st_at(const cdm_st *st, size_t i); /* sorted by 
 const struct cdm_st_tensor *cdm_st_find(const cdm_st *st, const char *name); /* NULL if absent */
 /* Value of a `__metadata__` key, or NULL. */
 const char *cdm_st_meta(const cdm_st *st, const char *key);
+/* All `__metadata__` entries, sorted by key: 0, or -1 if i is out of range. */
+size_t cdm_st_meta_count(const cdm_st *st);
+int cdm_st_meta_at(const cdm_st *st, size_t i, const char **key, const char **value);
 
 /* Convert a tensor (F32/F16/BF16/F64) to float32; `out` holds numel floats.
  * Fails for non-float dtypes. */
@@ -92,6 +95,9 @@ int cdm_st_writer_save(cdm_st_writer *w, const char *path, unsigned mode, int zs
 
 const char *cdm_dtype_name(enum cdm_dtype t);
 size_t cdm_dtype_size(enum cdm_dtype t);
+/* Exact conversions: IEEE half (subnormals, inf, nan) and bfloat16. */
+float cdm_f16_to_f32(uint16_t h);
+float cdm_bf16_to_f32(uint16_t b);
 
 /* ---- whole files, shared helpers ---------------------------------------- */
 /* Read a whole file (or stdin for "-") into memory, decompressing zstd;
