@@ -73,8 +73,10 @@ int net_alloc(cdm_net **out, int id, struct cdm_err *err)
 		return cdm_fail(err, CDM_ENOMEM, "party %d: cannot allocate the network context", id);
 	net->id = id;
 	net->timeout_ms = CDM_NET_TIMEOUT_MS_DEFAULT;
-	for (int p = 0; p < CDM_PARTIES; p++)
+	for (int p = 0; p < CDM_PARTIES; p++) {
 		net->ch[p].fd = -1;
+		snprintf(net->ch[p].name, sizeof net->ch[p].name, "peer %d", p);
+	}
 	*out = net;
 	return 0;
 }
@@ -87,9 +89,9 @@ void cdm_net_free(cdm_net *net)
 		net_tls_free_chan(&net->ch[p]);
 		if (net->ch[p].fd >= 0)
 			close(net->ch[p].fd);
+		free(net->ch[p].stage);
 	}
 	net_tls_free_ctx(net->ssl_ctx);
-	free(net->stage);
 	free(net);
 }
 
@@ -116,9 +118,9 @@ void net_post_send(cdm_net *net, int p, uint32_t flags, uint64_t seq, const void
 	c->out_done = 0;
 	c->staged = 0;
 	if (c->ssl && len <= NET_STAGE) {
-		memcpy(net->stage, c->out_hdr, NET_HDR);
+		memcpy(c->stage, c->out_hdr, NET_HDR);
 		if (len)
-			memcpy(net->stage + NET_HDR, buf, len);
+			memcpy(c->stage + NET_HDR, buf, len);
 		c->staged = 1;
 	}
 }
@@ -135,21 +137,21 @@ void net_post_recv(cdm_net *net, int p, uint32_t flags, void *buf, size_t len)
 
 /* ---- one channel, one direction ------------------------------------------- */
 
-static int closed_err(cdm_net *net, int p, struct cdm_err *err)
+int net_closed_err(cdm_net *net, int p, struct cdm_err *err)
 {
 	struct net_chan *c = &net->ch[p];
 	if (c->in_total && c->in_done)
 		return cdm_fail(err, CDM_ENET,
-				"peer %d closed the connection (frame %llu cut short after %zu of %zu bytes)",
-				p, (unsigned long long)c->recv_seq, c->in_done, c->in_total);
-	return cdm_fail(err, CDM_ENET, "peer %d closed the connection", p);
+				"%s closed the connection (frame %llu cut short after %zu of %zu bytes)",
+				c->name, (unsigned long long)c->recv_seq, c->in_done, c->in_total);
+	return cdm_fail(err, CDM_ENET, "%s closed the connection", c->name);
 }
 
 static int sys_err(cdm_net *net, int p, const char *what, int e, struct cdm_err *err)
 {
 	if (e == EPIPE || e == ECONNRESET || e == ENOTCONN)
-		return closed_err(net, p, err);
-	return cdm_fail(err, CDM_ENET, "peer %d: %s: %s", p, what, strerror(e));
+		return net_closed_err(net, p, err);
+	return cdm_fail(err, CDM_ENET, "%s: %s: %s", net->ch[p].name, what, strerror(e));
 }
 
 /* Check the header of the incoming frame as soon as its 32 bytes are in. */
@@ -163,23 +165,27 @@ static int check_hdr(cdm_net *net, int p, struct cdm_err *err)
 	uint64_t want_seq = hello ? 0 : c->recv_seq;
 	uint64_t want_len = c->in_total - NET_HDR;
 	c->in_checked = 1;
+	if (hello && get32(h) != NET_MAGIC)
+		return cdm_fail(err, CDM_EPROTO,
+				"%s: not a cipherdm party (bad hello magic 0x%08x; TLS on one side only?)",
+				c->name, (unsigned)get32(h));
 	if (get32(h) != NET_MAGIC)
 		return cdm_fail(err, CDM_EPROTO,
-				"peer %d: frame %llu: bad magic 0x%08x (not a cipherdm frame)", p, seq,
+				"%s: frame %llu: bad magic 0x%08x (not a cipherdm frame)", c->name, seq,
 				(unsigned)get32(h));
 	if (get32(h + 4) != c->in_flags)
-		return cdm_fail(err, CDM_EPROTO, "peer %d: frame %llu: flags 0x%x, expected 0x%x", p,
-				seq, (unsigned)get32(h + 4), (unsigned)c->in_flags);
+		return cdm_fail(err, CDM_EPROTO, "%s: frame %llu: flags 0x%x, expected 0x%x",
+				c->name, seq, (unsigned)get32(h + 4), (unsigned)c->in_flags);
 	if (get64(h + 8) != want_session)
 		return cdm_fail(err, CDM_EPROTO,
-				"peer %d: frame %llu: session 0x%016llx, expected 0x%016llx", p, seq,
+				"%s: frame %llu: session 0x%016llx, expected 0x%016llx", c->name, seq,
 				(unsigned long long)get64(h + 8), (unsigned long long)want_session);
 	if (get64(h + 16) != want_seq)
-		return cdm_fail(err, CDM_EPROTO, "peer %d: frame %llu: sequence number %llu, expected %llu",
-				p, seq, (unsigned long long)get64(h + 16), (unsigned long long)want_seq);
+		return cdm_fail(err, CDM_EPROTO, "%s: frame %llu: sequence number %llu, expected %llu",
+				c->name, seq, (unsigned long long)get64(h + 16), (unsigned long long)want_seq);
 	if (get64(h + 24) != want_len)
-		return cdm_fail(err, CDM_EPROTO, "peer %d: frame %llu: length %llu, expected %llu", p,
-				seq, (unsigned long long)get64(h + 24), (unsigned long long)want_len);
+		return cdm_fail(err, CDM_EPROTO, "%s: frame %llu: length %llu, expected %llu",
+				c->name, seq, (unsigned long long)get64(h + 24), (unsigned long long)want_len);
 	return 0;
 }
 
@@ -207,7 +213,7 @@ static long chan_write(cdm_net *net, int p, struct cdm_err *err)
 	struct net_chan *c = &net->ch[p];
 	if (c->ssl) {
 		if (c->staged)
-			return net_tls_write(net, p, net->stage + c->out_done,
+			return net_tls_write(net, p, c->stage + c->out_done,
 					     c->out_total - c->out_done, err);
 		if (c->out_done < NET_HDR)
 			return net_tls_write(net, p, c->out_hdr + c->out_done, NET_HDR - c->out_done, err);
@@ -250,7 +256,7 @@ static long chan_read(cdm_net *net, int p, struct cdm_err *err)
 		if (n > 0)
 			return n;
 		if (n == 0)
-			return closed_err(net, p, err);
+			return net_closed_err(net, p, err);
 		if (errno == EINTR)
 			continue;
 		if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -309,8 +315,10 @@ static int timeout_err(cdm_net *net, struct cdm_err *err)
 		}
 	int ms = net->timeout_ms;
 	if (ms % 1000 == 0)
-		return cdm_fail(err, CDM_ENET, "peer %d: no data for %d s (timeout)", p, ms / 1000);
-	return cdm_fail(err, CDM_ENET, "peer %d: no data for %.1f s (timeout)", p, ms / 1000.0);
+		return cdm_fail(err, CDM_ENET, "%s: no data for %d s (timeout)", net->ch[p].name,
+				ms / 1000);
+	return cdm_fail(err, CDM_ENET, "%s: no data for %.1f s (timeout)", net->ch[p].name,
+			ms / 1000.0);
 }
 
 int net_run(cdm_net *net, struct cdm_err *err)
@@ -403,7 +411,7 @@ int cdm_net_send_raw(cdm_net *net, int peer, const void *buf, size_t len, struct
 	net_post_send(net, peer, 0, 0, (const uint8_t *)buf + NET_HDR, len - NET_HDR);
 	memcpy(c->out_hdr, buf, NET_HDR);
 	if (c->staged)
-		memcpy(net->stage, buf, NET_HDR);
+		memcpy(c->stage, buf, NET_HDR);
 	return net_run(net, err);
 }
 

@@ -39,7 +39,11 @@ struct net_chan {
 	size_t in_done;
 	uint32_t in_flags;    /* flags the incoming frame must carry */
 	int in_checked;       /* header of the incoming frame verified */
-	int staged;           /* TLS: the frame was copied into net->stage */
+	int staged;           /* TLS: the frame was copied into stage */
+	uint8_t *stage;       /* TLS: NET_HDR + NET_STAGE bytes */
+	char name[96];        /* "peer 2", or "peer from 10.0.0.3:5123" while unknown */
+	int cert_party;       /* TLS: the party the peer's certificate names */
+	int accepted;         /* we accepted this connection (TLS server side) */
 	short want;           /* poll events this channel waits for */
 	uint8_t out_hdr[NET_HDR];
 	uint8_t in_hdr[NET_HDR];
@@ -52,7 +56,7 @@ struct cdm_net {
 	struct net_chan ch[CDM_PARTIES];
 	struct cdm_net_stats stats;
 	void *ssl_ctx;        /* SSL_CTX * when TLS is on */
-	uint8_t *stage;       /* NET_HDR + NET_STAGE bytes, TLS only */
+	int connecting;       /* in cdm_net_connect: TLS errors are handshake errors */
 	char warning[200];
 };
 
@@ -69,10 +73,20 @@ void net_post_recv(cdm_net *net, int p, uint32_t flags, void *buf, size_t len);
 void net_tune_socket(int fd, int tcp);
 int64_t net_now_ms(void);
 
-/* tls.c (TLS session I/O; a return of 1 = done, 0 = would block, <0 error) */
+int net_closed_err(cdm_net *net, int p, struct cdm_err *err);
+
+/* tls.c (TLS session I/O: > 0 bytes moved, 0 would block (sets want), < 0 error) */
 long net_tls_write(cdm_net *net, int p, const void *buf, size_t len, struct cdm_err *err);
 long net_tls_read(cdm_net *net, int p, void *buf, size_t len, struct cdm_err *err);
 void net_tls_free_chan(struct net_chan *c);
+/* Load certificate, key and CA into net->ssl_ctx (TLS 1.3 only). */
+int net_tls_init(cdm_net *net, const struct cdm_net_opts *o, struct cdm_err *err);
+/* Wrap channel p's socket; server side when c->accepted. */
+int net_tls_attach(cdm_net *net, int p, struct cdm_err *err);
+/* Run all handshakes at once until done or deadline (ms, net_now_ms clock);
+ * then check that each certificate names a party: channel p must be
+ * party p unless it was accepted (then any party above net->id). */
+int net_tls_handshake(cdm_net *net, int64_t deadline, struct cdm_err *err);
 void net_tls_free_ctx(void *ctx);
 
 #endif

@@ -5,9 +5,16 @@
 #include "../../lib/net/net.h"
 #include "check.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 static uint64_t seed0;
 
@@ -371,6 +378,410 @@ static void test_args(void)
 	cdm_net_free(NULL);
 }
 
+/* ==== TCP between three processes ================================================= */
+
+/* Results of the children, in shared memory. */
+struct result {
+	int rc;
+	int bad;
+	uint64_t session;
+	double seconds;
+	char msg[256];
+	char warning[200];
+};
+static struct result *res; /* [3] */
+static int port_base;
+
+static int next_ports(void)
+{
+	port_base += 3;
+	return port_base - 3;
+}
+
+static void set_opts(struct cdm_net_opts *o, int id, int base)
+{
+	memset(o, 0, sizeof *o);
+	o->id = id;
+	for (int p = 0; p < 3; p++) {
+		o->host[p] = "127.0.0.1";
+		o->port[p] = base + p;
+	}
+	o->connect_timeout_ms = 10000;
+	o->timeout_ms = 10000;
+}
+
+typedef void (*child_fn)(int id, int base, struct result *r);
+
+/* Fork one child per party (delay_ms[i] before it starts) and wait for all;
+ * a child that does not finish within limit_s is killed. */
+static void fork3(child_fn fn, int base, const int delay_ms[3], int limit_s)
+{
+	pid_t pid[3];
+	memset(res, 0, 3 * sizeof *res);
+	for (int i = 0; i < 3; i++) {
+		res[i].rc = 99;
+		pid[i] = fork();
+		if (pid[i] == 0) {
+			alarm((unsigned)limit_s);
+			if (delay_ms && delay_ms[i])
+				usleep((useconds_t)delay_ms[i] * 1000);
+			fn(i, base, &res[i]);
+			_exit(0);
+		}
+	}
+	for (int i = 0; i < 3; i++) {
+		int st;
+		waitpid(pid[i], &st, 0);
+		if (WIFSIGNALED(st) && res[i].rc == 99)
+			snprintf(res[i].msg, sizeof res[i].msg, "child killed by signal %d", WTERMSIG(st));
+	}
+}
+
+/* Connect, then a few rounds with checked contents. */
+static void basic_child(int id, int base, struct result *r)
+{
+	struct cdm_net_opts o;
+	cdm_net *net;
+	struct cdm_err err = {0};
+	set_opts(&o, id, base);
+	r->rc = cdm_net_connect(&net, &o, &err);
+	if (r->rc) {
+		snprintf(r->msg, sizeof r->msg, "%s", err.msg);
+		return;
+	}
+	r->session = cdm_net_session(net);
+	if (cdm_net_warning(net))
+		snprintf(r->warning, sizeof r->warning, "%s", cdm_net_warning(net));
+	static uint8_t sbuf[3][70000], rbuf[3][70000], want[70000];
+	for (int k = 0; k < 50 && r->rc == 0; k++) {
+		struct cdm_xfer x = {0};
+		for (int p = 0; p < 3; p++) {
+			if (p == id)
+				continue;
+			x.send_len[p] = msg_len(k, id, p) % 70000;
+			x.recv_len[p] = msg_len(k, p, id) % 70000;
+			fill(sbuf[p], x.send_len[p], k, id, p);
+			x.send[p] = sbuf[p];
+			x.recv[p] = rbuf[p];
+		}
+		r->rc = cdm_net_round(net, &x, &err);
+		for (int p = 0; p < 3 && r->rc == 0; p++) {
+			if (p == id)
+				continue;
+			fill(want, x.recv_len[p], k, p, id);
+			r->bad += memcmp(want, rbuf[p], x.recv_len[p]) != 0;
+		}
+	}
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int k = 0; k < 2000 && r->rc == 0; k++) {
+		uint64_t out = (uint64_t)k, in = 0;
+		r->rc = cdm_net_pass(net, &out, &in, 8, &err);
+		r->bad += r->rc == 0 && in != (uint64_t)k;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	r->seconds = ((double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9) / 2000;
+	if (r->rc)
+		snprintf(r->msg, sizeof r->msg, "%s", err.msg);
+	cdm_net_free(net);
+}
+
+static void test_tcp_basic(void)
+{
+	fork3(basic_child, next_ports(), NULL, 30);
+	for (int i = 0; i < 3; i++) {
+		CHECK(res[i].rc == 0, "tcp party %d: %s", i, res[i].msg);
+		CHECK(res[i].bad == 0, "tcp party %d: %d corrupted messages", i, res[i].bad);
+		CHECK(res[i].session == res[0].session && res[i].session != 0,
+		      "party %d agrees on the session (%llx vs %llx)", i,
+		      (unsigned long long)res[i].session, (unsigned long long)res[0].session);
+		CHECK(res[i].warning[0] == 0, "no warning on loopback: %s", res[i].warning);
+	}
+	fprintf(stderr, "tcp loopback pass of 8 bytes: %.1f us per round\n", res[0].seconds * 1e6);
+}
+
+/* Started in reverse order, 0.4 s apart. */
+static void test_tcp_order(void)
+{
+	int delay[3] = {800, 400, 0};
+	fork3(basic_child, next_ports(), delay, 30);
+	for (int i = 0; i < 3; i++)
+		CHECK(res[i].rc == 0 && res[i].bad == 0, "reverse start, party %d: %s", i, res[i].msg);
+}
+
+/* 256 MB in each of the six directions at once. */
+enum { HUGE_MSG = 256 << 20 };
+static void huge_child(int id, int base, struct result *r)
+{
+	struct cdm_net_opts o;
+	cdm_net *net;
+	struct cdm_err err = {0};
+	set_opts(&o, id, base);
+	r->rc = cdm_net_connect(&net, &o, &err);
+	if (r->rc) {
+		snprintf(r->msg, sizeof r->msg, "%s", err.msg);
+		return;
+	}
+	uint8_t *sbuf = malloc(HUGE_MSG), *want = malloc(HUGE_MSG);
+	struct cdm_xfer x = {0};
+	fill(sbuf, HUGE_MSG, 1, id, 9);
+	for (int p = 0; p < 3; p++) {
+		if (p == id)
+			continue;
+		x.send[p] = sbuf;
+		x.send_len[p] = HUGE_MSG;
+		x.recv[p] = malloc(HUGE_MSG);
+		x.recv_len[p] = HUGE_MSG;
+	}
+	double t0 = cdm_now();
+	r->rc = cdm_net_round(net, &x, &err);
+	r->seconds = cdm_now() - t0;
+	for (int p = 0; p < 3; p++) {
+		if (p == id)
+			continue;
+		if (r->rc == 0) {
+			fill(want, HUGE_MSG, 1, p, 9);
+			r->bad += memcmp(want, x.recv[p], HUGE_MSG) != 0;
+		}
+		free(x.recv[p]);
+	}
+	struct cdm_net_stats s;
+	cdm_net_get_stats(net, &s);
+	if (s.bytes_sent != 2 * (HUGE_MSG + 32ull) || s.bytes_recv != 2 * (HUGE_MSG + 32ull) ||
+	    s.rounds != 1 || s.messages_sent != 2)
+		r->bad += 1000;
+	if (r->rc)
+		snprintf(r->msg, sizeof r->msg, "%s", err.msg);
+	free(sbuf);
+	free(want);
+	cdm_net_free(net);
+}
+
+static void test_tcp_huge(void)
+{
+	fork3(huge_child, next_ports(), NULL, 50);
+	for (int i = 0; i < 3; i++)
+		CHECK(res[i].rc == 0 && res[i].bad == 0, "256 MB each way, party %d: %s (bad %d)", i,
+		      res[i].msg, res[i].bad);
+	fprintf(stderr, "256 MB in all six directions at once: %.2f s (%.0f MB/s per party out)\n",
+		res[0].seconds, 512 / res[0].seconds);
+}
+
+/* Party 2 dies (SIGKILL) or hangs (SIGSTOP) after connecting. */
+static int die_signal;
+static void die_child(int id, int base, struct result *r)
+{
+	struct cdm_net_opts o;
+	cdm_net *net;
+	struct cdm_err err = {0};
+	set_opts(&o, id, base);
+	o.timeout_ms = 1000;
+	r->rc = cdm_net_connect(&net, &o, &err);
+	if (r->rc == 0 && id == 2) {
+		if (die_signal == SIGSTOP)
+			r->rc = 0;
+		raise(die_signal);
+		pause();
+	}
+	if (r->rc == 0) {
+		uint64_t out[3] = {1, 2, 3}, in[3];
+		struct cdm_xfer x = {0};
+		for (int p = 0; p < 3; p++)
+			if (p != id) {
+				x.send[p] = &out[p];
+				x.send_len[p] = 8;
+				x.recv[p] = &in[p];
+				x.recv_len[p] = 8;
+			}
+		double t0 = cdm_now();
+		r->rc = cdm_net_round(net, &x, &err);
+		r->seconds = cdm_now() - t0;
+		cdm_net_free(net);
+	}
+	snprintf(r->msg, sizeof r->msg, "%s", err.msg);
+}
+
+static void *stop_killer(void *arg)
+{
+	/* A stopped child never exits on its own: kill it once the others gave up. */
+	pid_t *pg = arg;
+	(void)pg;
+	return NULL;
+}
+
+static void test_tcp_death(void)
+{
+	(void)stop_killer;
+	const char *want[2] = {"peer 2 closed the connection", "peer 2: no data for 1 s (timeout)"};
+	int sigs[2] = {SIGKILL, SIGSTOP};
+	for (int k = 0; k < 2; k++) {
+		die_signal = sigs[k];
+		int base = next_ports();
+		pid_t pid[3];
+		memset(res, 0, 3 * sizeof *res);
+		for (int i = 0; i < 3; i++)
+			if ((pid[i] = fork()) == 0) {
+				alarm(20);
+				die_child(i, base, &res[i]);
+				_exit(0);
+			}
+		for (int i = 0; i < 2; i++)
+			waitpid(pid[i], NULL, 0);
+		kill(pid[2], SIGKILL);
+		waitpid(pid[2], NULL, 0);
+		for (int i = 0; i < 2; i++) {
+			CHECK(res[i].rc == CDM_ENET, "%s: party %d rc %d (%s)", strsignal(sigs[k]), i,
+			      res[i].rc, res[i].msg);
+			CHECK(strcmp(res[i].msg, want[k]) == 0, "%s: party %d says '%s', expected '%s'",
+			      strsignal(sigs[k]), i, res[i].msg, want[k]);
+			CHECK(res[i].seconds < (k ? 1.9 : 0.5), "%s: party %d noticed after %.2f s",
+			      strsignal(sigs[k]), i, res[i].seconds);
+		}
+	}
+}
+
+/* A fake party 0 that sends a bad hello (or garbage). */
+static int fake_kind;
+static void fake_child(int id, int base, struct result *r)
+{
+	if (id != 0) {
+		struct cdm_net_opts o;
+		cdm_net *net = NULL;
+		struct cdm_err err = {0};
+		set_opts(&o, id, base);
+		o.connect_timeout_ms = 3000;
+		if (fake_kind == 2)
+			o.session = 0x1234 + (uint64_t)id; /* parties disagree */
+		r->rc = cdm_net_connect(&net, &o, &err);
+		snprintf(r->msg, sizeof r->msg, "%s", err.msg);
+		cdm_net_free(net);
+		return;
+	}
+	if (fake_kind == 2) { /* a real party 0 with a third session */
+		struct cdm_net_opts o;
+		cdm_net *net = NULL;
+		struct cdm_err err = {0};
+		set_opts(&o, id, base);
+		o.connect_timeout_ms = 3000;
+		o.session = 0x1234;
+		r->rc = cdm_net_connect(&net, &o, &err);
+		snprintf(r->msg, sizeof r->msg, "%s", err.msg);
+		cdm_net_free(net);
+		return;
+	}
+	int lfd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)base)};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (bind(lfd, (struct sockaddr *)&a, sizeof a) || listen(lfd, 4)) {
+		snprintf(r->msg, sizeof r->msg, "fake: cannot listen");
+		return;
+	}
+	uint8_t h[64] = {0};
+	if (fake_kind == 0) {
+		memcpy(h, "CDM1", 4);
+		h[4] = 1;     /* hello flag */
+		h[24] = 32;   /* length */
+		h[32] = 1;    /* version */
+		h[36] = 2;    /* "I am party 2" */
+	} else {
+		const char *get = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+		memcpy(h, get, strlen(get));
+	}
+	/* Accept both real parties before answering, so neither gives up on
+	 * the other before it has seen this fake's reply. */
+	int fd[2];
+	for (int k = 0; k < 2; k++)
+		fd[k] = accept(lfd, NULL, NULL);
+	for (int k = 0; k < 2; k++)
+		if (fd[k] >= 0 && write(fd[k], h, sizeof h) < 0)
+			r->bad++;
+	usleep(500000);
+	for (int k = 0; k < 2; k++)
+		if (fd[k] >= 0)
+			close(fd[k]);
+	r->rc = 0;
+	close(lfd);
+}
+
+static void test_tcp_fake(void)
+{
+	for (fake_kind = 0; fake_kind < 3; fake_kind++) {
+		int base = next_ports();
+		fork3(fake_child, base, NULL, 20);
+		char want[200];
+		if (fake_kind == 0)
+			snprintf(want, sizeof want, "party 1: peer on port %d says it is party 2, expected party 0",
+				 base);
+		else if (fake_kind == 1)
+			snprintf(want, sizeof want, "party 1: peer 0: not a cipherdm party (bad hello magic 0x20544547");
+		else
+			snprintf(want, sizeof want, "party 1: party 0 asks for session 0x0000000000001234, this party for 0x0000000000001235");
+		CHECK(res[1].rc == CDM_EPROTO, "fake %d: rc %d (%s)", fake_kind, res[1].rc, res[1].msg);
+		CHECK(strncmp(res[1].msg, want, strlen(want)) == 0, "fake %d: '%s', expected '%s'",
+		      fake_kind, res[1].msg, want);
+	}
+}
+
+static void test_tcp_errors(void)
+{
+	struct cdm_net_opts o;
+	cdm_net *net = (cdm_net *)1;
+	struct cdm_err err = {0};
+	char want[200];
+	int base = next_ports();
+
+	/* port in use */
+	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)base)};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	CHECK(bind(lfd, (struct sockaddr *)&a, sizeof a) == 0 && listen(lfd, 1) == 0, "test socket");
+	set_opts(&o, 0, base);
+	CHECK(cdm_net_connect(&net, &o, &err) == CDM_ENET && net == NULL, "port in use: %s", err.msg);
+	snprintf(want, sizeof want, "party 0: cannot listen on 127.0.0.1:%d: Address already in use", base);
+	CHECK(strcmp(err.msg, want) == 0, "port in use: '%s'", err.msg);
+	close(lfd);
+
+	/* nobody answers */
+	set_opts(&o, 1, base);
+	o.connect_timeout_ms = 600;
+	double t0 = cdm_now();
+	CHECK(cdm_net_connect(&net, &o, &err) == CDM_ENET, "nobody there: %s", err.msg);
+	snprintf(want, sizeof want,
+		 "party 1: cannot connect to party 0 at 127.0.0.1:%d: Connection refused (gave up after 1 s)",
+		 base);
+	CHECK(strcmp(err.msg, want) == 0, "nobody there: '%s'", err.msg);
+	CHECK(cdm_now() - t0 < 1.5, "gave up after %.2f s", cdm_now() - t0);
+
+	/* nobody dials in */
+	set_opts(&o, 0, base);
+	o.connect_timeout_ms = 300;
+	CHECK(cdm_net_connect(&net, &o, &err) == CDM_ENET, "nobody dials: %s", err.msg);
+	snprintf(want, sizeof want,
+		 "party 0: timed out after 0 s waiting for parties 1 and 2 to connect to port %d", base);
+	CHECK(strcmp(err.msg, want) == 0, "nobody dials: '%s'", err.msg);
+
+	/* bad host, bad options */
+	set_opts(&o, 1, base);
+	o.host[0] = "no-such-host.invalid";
+	CHECK(cdm_net_connect(&net, &o, &err) == CDM_EINPUT, "bad host: %s", err.msg);
+	CHECK(strncmp(err.msg, "party 1: cannot resolve host 'no-such-host.invalid': ", 52) == 0,
+	      "bad host: '%s'", err.msg);
+	set_opts(&o, 3, base);
+	CHECK(cdm_net_connect(&net, &o, &err) == CDM_EINPUT &&
+	      strcmp(err.msg, "party id 3: must be 0, 1 or 2") == 0, "bad id: '%s'", err.msg);
+	set_opts(&o, 0, base);
+	o.port[2] = 70000;
+	CHECK(cdm_net_connect(&net, &o, &err) == CDM_EINPUT &&
+	      strcmp(err.msg, "port of party 2: 70000 is not a TCP port (1-65535)") == 0,
+	      "bad port: '%s'", err.msg);
+	set_opts(&o, 0, base);
+	o.tls_cert = "x.pem";
+	CHECK(cdm_net_connect(&net, &o, &err) == CDM_EINPUT &&
+	      strcmp(err.msg, "TLS needs a certificate, a key and a CA (key missing)") == 0,
+	      "partial TLS: '%s'", err.msg);
+}
+
 int main(void)
 {
 	seed0 = check_seed();
@@ -380,5 +791,14 @@ int main(void)
 	test_big();
 	test_bad_frames();
 	test_close();
+
+	res = mmap(NULL, 3 * sizeof *res, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	port_base = 20000 + (int)(getpid() % 1500) * 20;
+	test_tcp_errors();
+	test_tcp_basic();
+	test_tcp_order();
+	test_tcp_fake();
+	test_tcp_death();
+	test_tcp_huge();
 	return check_done();
 }
