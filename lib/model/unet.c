@@ -1,0 +1,670 @@
+/*
+ * model/unet: UNet2DModel over the nn op table (see unet.h). The structure
+ * follows diffusers' unet_2d.py / unet_2d_blocks.py / resnet.py /
+ * attention_processor.py as described in reference/diffusers.md §2.
+ */
+#define _GNU_SOURCE
+#include "unet.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+/* A bound affine pair (weight + bias). */
+struct wb {
+	cdm_tensor *w, *b;
+};
+
+struct resnet {
+	int64_t cin, cout;
+	int up, down;      /* resample after the first activation (resnet up/down samplers) */
+	double osf;        /* output_scale_factor */
+	struct wb norm1, conv1, temb, norm2, conv2, shortcut; /* shortcut.w NULL if cin == cout */
+};
+
+struct attn {
+	int64_t c, heads, dh;
+	int64_t groups; /* 0: no group_norm */
+	double rescale; /* rescale_output_factor */
+	struct wb norm, q, k, v, o;
+};
+
+struct sampler {     /* down- or upsampler */
+	int present;
+	int is_resnet;
+	struct wb conv;
+	struct resnet res;
+};
+
+struct block {
+	int nres;
+	struct resnet *res; /* [nres] */
+	struct attn *att;   /* [nres] or NULL */
+	struct sampler samp;
+};
+
+struct cdm_unet {
+	cdm_nn *nn;
+	struct cdm_unet_config cfg;
+	int64_t params;
+	struct wb conv_in, lin1, lin2, norm_out, conv_out;
+	cdm_tensor *class_table; /* [K, temb] or NULL */
+	struct block down[CDM_UNET_MAX_BLOCKS], up[CDM_UNET_MAX_BLOCKS];
+	struct resnet mid_res[2];
+	struct attn mid_attn;
+	int mid_has_attn;
+};
+
+/* ---- binding -------------------------------------------------------------- */
+
+/* Bind `<name>` with the given shape (dims terminated by 0). */
+static int bind(cdm_unet *u, cdm_tensor **out, const char *name, int64_t d0, int64_t d1,
+		int64_t d2, int64_t d3, struct cdm_err *err)
+{
+	int64_t dim[4] = {d0, d1, d2, d3};
+	int nd = 0;
+	while (nd < 4 && dim[nd])
+		nd++;
+	CDM_TRY(cdm_nn_weight(u->nn, name, nd, dim, out, err));
+	u->params += cdm_tensor_numel(*out);
+	return 0;
+}
+
+/* Bind `<prefix>.<part>.weight` and `.bias` (`<prefix>.weight` if part is
+ * ""); dims as for bind (weight), the bias is [d0]. */
+static int bind_wb(cdm_unet *u, struct wb *wb, const char *prefix, const char *part,
+		   int64_t d0, int64_t d1, int64_t d2, int64_t d3, struct cdm_err *err)
+{
+	char name[512];
+	const char *dot = *part ? "." : "";
+	snprintf(name, sizeof name, "%s%s%s.weight", prefix, dot, part);
+	CDM_TRY(bind(u, &wb->w, name, d0, d1, d2, d3, err));
+	snprintf(name, sizeof name, "%s%s%s.bias", prefix, dot, part);
+	return bind(u, &wb->b, name, d0, 0, 0, 0, err);
+}
+
+static int check_groups(cdm_unet *u, int64_t groups, int64_t c, const char *prefix,
+			const char *part, struct cdm_err *err)
+{
+	if (c % groups)
+		return cdm_fail(err, CDM_EINPUT,
+				"config: %lld groups do not divide the %lld channels of %s.%s",
+				(long long)groups, (long long)c, prefix, part);
+	return 0;
+}
+
+static int bind_resnet(cdm_unet *u, struct resnet *r, const char *prefix, int64_t cin,
+		       int64_t cout, double osf, struct cdm_err *err)
+{
+	const struct cdm_unet_config *c = &u->cfg;
+	int64_t g = c->norm_num_groups;
+	r->cin = cin;
+	r->cout = cout;
+	r->osf = osf;
+	CDM_TRY(check_groups(u, g, cin, prefix, "norm1", err));
+	CDM_TRY(check_groups(u, g, cout, prefix, "norm2", err));
+	CDM_TRY(bind_wb(u, &r->norm1, prefix, "norm1", cin, 0, 0, 0, err));
+	CDM_TRY(bind_wb(u, &r->conv1, prefix, "conv1", cout, cin, 3, 3, err));
+	CDM_TRY(bind_wb(u, &r->temb, prefix, "time_emb_proj", (c->scale_shift ? 2 : 1) * cout,
+			c->temb_dim, 0, 0, err));
+	CDM_TRY(bind_wb(u, &r->norm2, prefix, "norm2", cout, 0, 0, 0, err));
+	CDM_TRY(bind_wb(u, &r->conv2, prefix, "conv2", cout, cout, 3, 3, err));
+	if (cin != cout)
+		CDM_TRY(bind_wb(u, &r->shortcut, prefix, "conv_shortcut", cout, cin, 1, 1, err));
+	return 0;
+}
+
+/* Bind one projection of an attention layer under its current name or, for
+ * checkpoints saved before diffusers renamed them, its legacy name. */
+static int bind_proj(cdm_unet *u, struct wb *wb, const char *prefix, const char *part,
+		     const char *legacy, int64_t o, int64_t i, struct cdm_err *err)
+{
+	char name[512];
+	snprintf(name, sizeof name, "%s.%s.weight", prefix, part);
+	if (!cdm_nn_has_weight(u->nn, name)) {
+		snprintf(name, sizeof name, "%s.%s.weight", prefix, legacy);
+		if (cdm_nn_has_weight(u->nn, name))
+			part = legacy;
+	}
+	return bind_wb(u, wb, prefix, part, o, i, 0, 0, err);
+}
+
+static int bind_attn(cdm_unet *u, struct attn *a, const char *prefix, int64_t ch,
+		     int64_t head_dim, int64_t groups, double rescale, struct cdm_err *err)
+{
+	a->c = ch;
+	a->dh = head_dim ? head_dim : ch; /* null: one head of dim C */
+	a->heads = ch / a->dh;
+	if (a->heads < 1)
+		return cdm_fail(err, CDM_EINPUT,
+				"config: attention_head_dim %lld exceeds the %lld channels of %s",
+				(long long)a->dh, (long long)ch, prefix);
+	a->groups = groups;
+	a->rescale = rescale;
+	int64_t inner = a->heads * a->dh;
+	if (groups) {
+		CDM_TRY(check_groups(u, groups, ch, prefix, "group_norm", err));
+		CDM_TRY(bind_wb(u, &a->norm, prefix, "group_norm", ch, 0, 0, 0, err));
+	}
+	CDM_TRY(bind_proj(u, &a->q, prefix, "to_q", "query", inner, ch, err));
+	CDM_TRY(bind_proj(u, &a->k, prefix, "to_k", "key", inner, ch, err));
+	CDM_TRY(bind_proj(u, &a->v, prefix, "to_v", "value", inner, ch, err));
+	return bind_proj(u, &a->o, prefix, "to_out.0", "proj_attn", ch, inner, err);
+}
+
+static int block_alloc(struct block *b, int nres, int attn, struct cdm_err *err)
+{
+	b->nres = nres;
+	b->res = cdm_zalloc((size_t)nres, sizeof *b->res, err);
+	if (!b->res)
+		return CDM_ENOMEM;
+	if (attn && !(b->att = cdm_zalloc((size_t)nres, sizeof *b->att, err)))
+		return CDM_ENOMEM;
+	return 0;
+}
+
+static int bind_down(cdm_unet *u, int i, struct cdm_err *err)
+{
+	const struct cdm_unet_config *c = &u->cfg;
+	struct block *b = &u->down[i];
+	int64_t cin = i ? c->boc[i - 1] : c->boc[0], cout = c->boc[i];
+	char p[256];
+	CDM_TRY(block_alloc(b, (int)c->layers_per_block, c->down_attn[i], err));
+	for (int j = 0; j < b->nres; j++) {
+		snprintf(p, sizeof p, "down_blocks.%d.resnets.%d", i, j);
+		CDM_TRY(bind_resnet(u, &b->res[j], p, j ? cout : cin, cout, 1.0, err));
+		if (b->att) {
+			snprintf(p, sizeof p, "down_blocks.%d.attentions.%d", i, j);
+			CDM_TRY(bind_attn(u, &b->att[j], p, cout, c->attention_head_dim,
+					  c->norm_num_groups, 1.0, err));
+		}
+	}
+	if (i == c->n_blocks - 1)
+		return 0;
+	b->samp.present = 1;
+	/* Only AttnDownBlock2D honours downsample_type. */
+	b->samp.is_resnet = c->down_attn[i] && c->downsample_resnet;
+	snprintf(p, sizeof p, "down_blocks.%d.downsamplers.0", i);
+	if (b->samp.is_resnet) {
+		b->samp.res.down = 1;
+		return bind_resnet(u, &b->samp.res, p, cout, cout, 1.0, err);
+	}
+	return bind_wb(u, &b->samp.conv, p, "conv", cout, cout, 3, 3, err);
+}
+
+static int bind_up(cdm_unet *u, int i, struct cdm_err *err)
+{
+	const struct cdm_unet_config *c = &u->cfg;
+	struct block *b = &u->up[i];
+	int n = c->n_blocks;
+	int64_t out = c->boc[n - 1 - i];
+	int64_t prev = c->boc[n - 1 - (i ? i - 1 : 0)];
+	int64_t in = c->boc[n - 1 - (i + 1 < n ? i + 1 : n - 1)];
+	int L = (int)c->layers_per_block;
+	char p[256];
+	CDM_TRY(block_alloc(b, L + 1, c->up_attn[i], err));
+	for (int j = 0; j <= L; j++) {
+		int64_t skip = j == L ? in : out, rin = j ? out : prev;
+		snprintf(p, sizeof p, "up_blocks.%d.resnets.%d", i, j);
+		CDM_TRY(bind_resnet(u, &b->res[j], p, rin + skip, out, 1.0, err));
+		if (b->att) {
+			snprintf(p, sizeof p, "up_blocks.%d.attentions.%d", i, j);
+			CDM_TRY(bind_attn(u, &b->att[j], p, out, c->attention_head_dim,
+					  c->norm_num_groups, 1.0, err));
+		}
+	}
+	if (i == n - 1)
+		return 0;
+	b->samp.present = 1;
+	b->samp.is_resnet = c->up_attn[i] && c->upsample_resnet;
+	snprintf(p, sizeof p, "up_blocks.%d.upsamplers.0", i);
+	if (b->samp.is_resnet) {
+		b->samp.res.up = 1;
+		return bind_resnet(u, &b->samp.res, p, out, out, 1.0, err);
+	}
+	return bind_wb(u, &b->samp.conv, p, "conv", out, out, 3, 3, err);
+}
+
+static int bind_all(cdm_unet *u, struct cdm_err *err)
+{
+	const struct cdm_unet_config *c = &u->cfg;
+	int64_t c0 = c->boc[0], td = c->temb_dim;
+	CDM_TRY(bind_wb(u, &u->conv_in, "conv_in", "", c0, c->in_channels, 3, 3, err));
+	CDM_TRY(bind_wb(u, &u->lin1, "time_embedding", "linear_1", td, c0, 0, 0, err));
+	CDM_TRY(bind_wb(u, &u->lin2, "time_embedding", "linear_2", td, td, 0, 0, err));
+	if (c->num_class_embeds)
+		CDM_TRY(bind(u, &u->class_table, "class_embedding.weight", c->num_class_embeds, td,
+			     0, 0, err));
+	for (int i = 0; i < c->n_blocks; i++)
+		CDM_TRY(bind_down(u, i, err));
+	if (c->has_mid) {
+		int64_t cm = c->boc[c->n_blocks - 1];
+		double osf = c->mid_block_scale_factor;
+		CDM_TRY(bind_resnet(u, &u->mid_res[0], "mid_block.resnets.0", cm, cm, osf, err));
+		if (c->add_attention) {
+			u->mid_has_attn = 1;
+			CDM_TRY(bind_attn(u, &u->mid_attn, "mid_block.attentions.0", cm,
+					  c->attention_head_dim, c->mid_attn_groups, osf, err));
+		}
+		CDM_TRY(bind_resnet(u, &u->mid_res[1], "mid_block.resnets.1", cm, cm, osf, err));
+	}
+	for (int i = 0; i < c->n_blocks; i++)
+		CDM_TRY(bind_up(u, i, err));
+	CDM_TRY(check_groups(u, c->norm_num_groups, c0, "conv_norm_out", "", err));
+	CDM_TRY(bind_wb(u, &u->norm_out, "conv_norm_out", "", c0, 0, 0, 0, err));
+	return bind_wb(u, &u->conv_out, "conv_out", "", c->out_channels, c0, 3, 3, err);
+}
+
+int cdm_unet_new(cdm_unet **out, cdm_nn *nn, const struct cdm_unet_config *cfg,
+		 struct cdm_err *err)
+{
+	*out = NULL;
+	cdm_unet *u = cdm_zalloc(1, sizeof *u, err);
+	if (!u)
+		return CDM_ENOMEM;
+	u->nn = nn;
+	u->cfg = *cfg;
+	int rc = bind_all(u, err);
+	if (rc < 0) {
+		cdm_unet_free(u);
+		return rc;
+	}
+	*out = u;
+	return 0;
+}
+
+int cdm_unet_load(cdm_unet **out, cdm_nn *nn, const char *model_dir,
+		  struct cdm_model_paths *paths, struct cdm_err *err)
+{
+	struct cdm_model_paths p;
+	struct cdm_unet_config cfg;
+	*out = NULL;
+	CDM_TRY(cdm_model_locate(&p, model_dir, err));
+	CDM_TRY(cdm_unet_config_load(&cfg, p.config, err));
+	CDM_TRY(cdm_nn_load_weights(nn, p.weights, err));
+	if (paths)
+		*paths = p;
+	return cdm_unet_new(out, nn, &cfg, err);
+}
+
+static void free_wb(cdm_nn *nn, struct wb *wb)
+{
+	cdm_nn_free(nn, wb->w);
+	cdm_nn_free(nn, wb->b);
+}
+
+static void free_resnet(cdm_nn *nn, struct resnet *r)
+{
+	free_wb(nn, &r->norm1);
+	free_wb(nn, &r->conv1);
+	free_wb(nn, &r->temb);
+	free_wb(nn, &r->norm2);
+	free_wb(nn, &r->conv2);
+	free_wb(nn, &r->shortcut);
+}
+
+static void free_attn(cdm_nn *nn, struct attn *a)
+{
+	free_wb(nn, &a->norm);
+	free_wb(nn, &a->q);
+	free_wb(nn, &a->k);
+	free_wb(nn, &a->v);
+	free_wb(nn, &a->o);
+}
+
+static void free_block(cdm_nn *nn, struct block *b)
+{
+	for (int j = 0; b->res && j < b->nres; j++) {
+		free_resnet(nn, &b->res[j]);
+		if (b->att)
+			free_attn(nn, &b->att[j]);
+	}
+	free_wb(nn, &b->samp.conv);
+	free_resnet(nn, &b->samp.res);
+	cdm_free(b->res);
+	cdm_free(b->att);
+}
+
+void cdm_unet_free(cdm_unet *u)
+{
+	if (!u)
+		return;
+	cdm_nn *nn = u->nn;
+	free_wb(nn, &u->conv_in);
+	free_wb(nn, &u->lin1);
+	free_wb(nn, &u->lin2);
+	free_wb(nn, &u->norm_out);
+	free_wb(nn, &u->conv_out);
+	cdm_nn_free(nn, u->class_table);
+	for (int i = 0; i < CDM_UNET_MAX_BLOCKS; i++) {
+		free_block(nn, &u->down[i]);
+		free_block(nn, &u->up[i]);
+	}
+	free_resnet(nn, &u->mid_res[0]);
+	free_resnet(nn, &u->mid_res[1]);
+	free_attn(nn, &u->mid_attn);
+	cdm_free(u);
+}
+
+const struct cdm_unet_config *cdm_unet_config(const cdm_unet *u)
+{
+	return &u->cfg;
+}
+
+int64_t cdm_unet_params(const cdm_unet *u)
+{
+	return u->params;
+}
+
+/* ---- forward -------------------------------------------------------------- */
+
+static int conv(cdm_nn *nn, const cdm_tensor *x, const struct wb *wb, int stride, int p0,
+		int p1, cdm_tensor **out, struct cdm_err *err)
+{
+	int pad[4] = {p0, p0, p1, p1};
+	return cdm_nn_conv2d(nn, x, wb->w, wb->b, stride, pad, out, err);
+}
+
+static int resnet_fwd(cdm_unet *u, const struct resnet *r, const cdm_tensor *x,
+		      const cdm_tensor *temb_act, cdm_tensor **out, struct cdm_err *err)
+{
+	cdm_nn *nn = u->nn;
+	const struct cdm_unet_config *c = &u->cfg;
+	cdm_tensor *h = NULL, *t = NULL, *xs = NULL, *a = NULL, *b = NULL, *s = NULL;
+	int rc;
+	int64_t g = c->norm_num_groups;
+	if ((rc = cdm_nn_group_norm(nn, x, (int)g, c->norm_eps, r->norm1.w, r->norm1.b, &a, err)) < 0)
+		goto done;
+	if ((rc = cdm_nn_act(nn, a, c->act, &h, err)) < 0)
+		goto done;
+	cdm_nn_free(nn, a), a = NULL;
+	if (r->up || r->down) {
+		/* resample both the shortcut input and the hidden state */
+		if ((rc = (r->up ? cdm_nn_upsample2x : cdm_nn_avgpool2x)(nn, x, &xs, err)) < 0 ||
+		    (rc = (r->up ? cdm_nn_upsample2x : cdm_nn_avgpool2x)(nn, h, &a, err)) < 0)
+			goto done;
+		cdm_nn_free(nn, h), h = a, a = NULL;
+	}
+	if ((rc = conv(nn, h, &r->conv1, 1, 1, 1, &a, err)) < 0)
+		goto done;
+	cdm_nn_free(nn, h), h = a, a = NULL;
+	if ((rc = cdm_nn_linear(nn, temb_act, r->temb.w, r->temb.b, &t, err)) < 0)
+		goto done;
+	if (!c->scale_shift) {
+		if ((rc = cdm_nn_bcast_add(nn, h, t, &a, err)) < 0)
+			goto done;
+		cdm_nn_free(nn, h), h = a, a = NULL;
+		if ((rc = cdm_nn_group_norm(nn, h, (int)g, c->norm_eps, r->norm2.w, r->norm2.b, &a,
+					    err)) < 0)
+			goto done;
+		cdm_nn_free(nn, h), h = a, a = NULL;
+	} else {
+		/* h = norm2(h) * (1 + scale) + shift, (scale, shift) = chunk(t, 2) */
+		if ((rc = cdm_nn_group_norm(nn, h, (int)g, c->norm_eps, r->norm2.w, r->norm2.b, &a,
+					    err)) < 0)
+			goto done;
+		cdm_nn_free(nn, h), h = a, a = NULL;
+		if ((rc = cdm_nn_slice(nn, t, 0, r->cout, &a, err)) < 0 ||
+		    (rc = cdm_nn_scale(nn, a, 1.0, 1.0, &s, err)) < 0)
+			goto done;
+		cdm_nn_free(nn, a), a = NULL;
+		if ((rc = cdm_nn_bcast_mul(nn, h, s, &a, err)) < 0)
+			goto done;
+		cdm_nn_free(nn, h), h = a, a = NULL;
+		cdm_nn_free(nn, s), s = NULL;
+		if ((rc = cdm_nn_slice(nn, t, r->cout, r->cout, &s, err)) < 0 ||
+		    (rc = cdm_nn_bcast_add(nn, h, s, &a, err)) < 0)
+			goto done;
+		cdm_nn_free(nn, h), h = a, a = NULL;
+	}
+	if ((rc = cdm_nn_act(nn, h, c->act, &a, err)) < 0)
+		goto done;
+	cdm_nn_free(nn, h), h = a, a = NULL;
+	if ((rc = conv(nn, h, &r->conv2, 1, 1, 1, &a, err)) < 0)
+		goto done;
+	cdm_nn_free(nn, h), h = a, a = NULL;
+	const cdm_tensor *in = xs ? xs : x;
+	if (r->shortcut.w) {
+		if ((rc = conv(nn, in, &r->shortcut, 1, 0, 0, &b, err)) < 0)
+			goto done;
+		in = b;
+	}
+	rc = cdm_nn_axpby(nn, 1.0 / r->osf, in, 1.0 / r->osf, h, out, err);
+done:
+	cdm_nn_free(nn, h);
+	cdm_nn_free(nn, t);
+	cdm_nn_free(nn, xs);
+	cdm_nn_free(nn, a);
+	cdm_nn_free(nn, b);
+	cdm_nn_free(nn, s);
+	return rc;
+}
+
+static int attn_fwd(cdm_unet *u, const struct attn *at, const cdm_tensor *x,
+		    cdm_tensor **out, struct cdm_err *err)
+{
+	cdm_nn *nn = u->nn;
+	cdm_tensor *hn = NULL, *tok = NULL, *q = NULL, *k = NULL, *v = NULL, *o = NULL,
+		   *p = NULL, *img = NULL;
+	int rc;
+	const cdm_tensor *src = x;
+	if (at->groups) {
+		if ((rc = cdm_nn_group_norm(nn, x, (int)at->groups, u->cfg.norm_eps, at->norm.w,
+					    at->norm.b, &hn, err)) < 0)
+			goto done;
+		src = hn;
+	}
+	if ((rc = cdm_nn_to_tokens(nn, src, &tok, err)) < 0 ||
+	    (rc = cdm_nn_linear(nn, tok, at->q.w, at->q.b, &q, err)) < 0 ||
+	    (rc = cdm_nn_linear(nn, tok, at->k.w, at->k.b, &k, err)) < 0 ||
+	    (rc = cdm_nn_linear(nn, tok, at->v.w, at->v.b, &v, err)) < 0 ||
+	    (rc = cdm_nn_attention(nn, q, k, v, (int)at->heads, 1.0 / sqrt((double)at->dh), &o,
+				   err)) < 0 ||
+	    (rc = cdm_nn_linear(nn, o, at->o.w, at->o.b, &p, err)) < 0 ||
+	    (rc = cdm_nn_from_tokens(nn, p, x->dim[2], x->dim[3], &img, err)) < 0)
+		goto done;
+	rc = cdm_nn_axpby(nn, 1.0 / at->rescale, img, 1.0 / at->rescale, x, out, err);
+done:
+	cdm_nn_free(nn, hn);
+	cdm_nn_free(nn, tok);
+	cdm_nn_free(nn, q);
+	cdm_nn_free(nn, k);
+	cdm_nn_free(nn, v);
+	cdm_nn_free(nn, o);
+	cdm_nn_free(nn, p);
+	cdm_nn_free(nn, img);
+	return rc;
+}
+
+/* Apply a layer that maps *h to a new tensor and drop the old one. */
+static int replace(cdm_nn *nn, cdm_tensor **h, int rc, cdm_tensor **next)
+{
+	if (rc < 0)
+		return rc;
+	cdm_nn_free(nn, *h);
+	*h = *next; /* read after the call: argument order is unspecified */
+	*next = NULL;
+	return 0;
+}
+
+static int sampler_fwd(cdm_unet *u, const struct sampler *s, int up, const cdm_tensor *x,
+		       const cdm_tensor *temb_act, cdm_tensor **out, struct cdm_err *err)
+{
+	cdm_nn *nn = u->nn;
+	if (s->is_resnet)
+		return resnet_fwd(u, &s->res, x, temb_act, out, err);
+	if (up) {
+		cdm_tensor *n = NULL;
+		CDM_TRY(cdm_nn_upsample2x(nn, x, &n, err));
+		int rc = conv(nn, n, &s->conv, 1, 1, 1, out, err);
+		cdm_nn_free(nn, n);
+		return rc;
+	}
+	int64_t p = u->cfg.downsample_padding;
+	/* padding 0: pad right and bottom by one, then an unpadded conv */
+	int pad[4] = {(int)p, (int)p, p ? (int)p : 1, p ? (int)p : 1};
+	return cdm_nn_conv2d(nn, x, s->conv.w, s->conv.b, 2, pad, out, err);
+}
+
+/* emb = linear_2(SiLU(linear_1(sinusoid(t)))) (+ class embedding), then the
+ * activation every resnet applies to it (the same act_fn everywhere, so it is
+ * computed once). */
+static int time_embed(cdm_unet *u, const double *t, int64_t batch, const cdm_tensor *labels,
+		      cdm_tensor **temb_act, struct cdm_err *err)
+{
+	cdm_nn *nn = u->nn;
+	const struct cdm_unet_config *c = &u->cfg;
+	cdm_tensor *e = NULL, *n = NULL;
+	int rc;
+	if ((rc = cdm_nn_timestep_embedding(nn, t, batch, c->boc[0], c->flip_sin_to_cos,
+					    c->freq_shift, &e, err)) < 0 ||
+	    (rc = replace(nn, &e, cdm_nn_linear(nn, e, u->lin1.w, u->lin1.b, &n, err), &n)) < 0 ||
+	    (rc = replace(nn, &e, cdm_nn_act(nn, e, CDM_ACT_SILU, &n, err), &n)) < 0 ||
+	    (rc = replace(nn, &e, cdm_nn_linear(nn, e, u->lin2.w, u->lin2.b, &n, err), &n)) < 0)
+		goto fail;
+	if (u->class_table) {
+		cdm_tensor *ce = NULL;
+		if ((rc = cdm_nn_embed(nn, labels, u->class_table, &ce, err)) < 0)
+			goto fail;
+		rc = cdm_nn_add(nn, e, ce, &n, err);
+		cdm_nn_free(nn, ce);
+		if ((rc = replace(nn, &e, rc, &n)) < 0)
+			goto fail;
+	}
+	if ((rc = replace(nn, &e, cdm_nn_act(nn, e, c->act, &n, err), &n)) < 0)
+		goto fail;
+	*temb_act = e;
+	return 0;
+fail:
+	cdm_nn_free(nn, e);
+	return rc;
+}
+
+/* Output size of one downsampler along an axis of size s (0 if impossible). */
+static int64_t down_size(const struct cdm_unet_config *c, int block, int64_t s)
+{
+	if (c->down_attn[block] && c->downsample_resnet)
+		return s / 2; /* AvgPool2d(2) */
+	int64_t p = c->downsample_padding;
+	int64_t padded = p ? s + 2 * p : s + 1; /* padding 0 pads one at the end */
+	return padded < 3 ? 0 : (padded - 3) / 2 + 1;
+}
+
+int cdm_unet_check_input(const cdm_unet *u, int ndim, const int64_t *dim, struct cdm_err *err)
+{
+	const struct cdm_unet_config *c = &u->cfg;
+	char b[96];
+	if (ndim != 4 || dim[1] != c->in_channels || dim[0] < 1)
+		return cdm_fail(err, CDM_EINPUT, "x: shape %s, expected [B,%lld,H,W]",
+				cdm_shape_str(b, sizeof b, ndim, dim), (long long)c->in_channels);
+	for (int axis = 2; axis < 4; axis++) {
+		int64_t s = dim[axis];
+		/* each level must halve exactly so the 2x upsampler restores the skip size */
+		for (int i = 0; i + 1 < c->n_blocks; i++) {
+			int64_t d = down_size(c, i, s);
+			if (d < 1 || 2 * d != s)
+				return cdm_fail(err, CDM_EINPUT,
+						"x: shape %s: size %lld does not halve evenly through "
+						"%d downsamplings",
+						cdm_shape_str(b, sizeof b, ndim, dim),
+						(long long)dim[axis], c->n_blocks - 1);
+			s = d;
+		}
+	}
+	return 0;
+}
+
+int cdm_unet_forward(cdm_unet *u, const cdm_tensor *x, const double *t,
+		     const cdm_tensor *labels, cdm_tensor **eps, struct cdm_err *err)
+{
+	cdm_nn *nn = u->nn;
+	const struct cdm_unet_config *c = &u->cfg;
+	int64_t batch = x->dim[0];
+	*eps = NULL;
+	CDM_TRY(cdm_unet_check_input(u, x->ndim, x->dim, err));
+	if (c->num_class_embeds && !labels)
+		return cdm_fail(err, CDM_EINPUT, "model is class-conditional (%lld classes): a label "
+				"is required", (long long)c->num_class_embeds);
+	if (!c->num_class_embeds && labels)
+		return cdm_fail(err, CDM_EINPUT, "model is not class-conditional: no label allowed");
+	if (labels && (labels->ndim != 2 || labels->dim[0] != batch))
+		return cdm_fail(err, CDM_EINPUT, "labels: one per batch element needed");
+
+	enum { MAXSKIP = 1 + CDM_UNET_MAX_BLOCKS * (64 + 1) };
+	cdm_tensor *skips[MAXSKIP] = {0}, *h = NULL, *n = NULL, *temb = NULL, *xin = NULL;
+	int ns = 0, rc;
+	/* h becomes the result of `call` (which writes n); the old h is freed
+	 * unless it was pushed as a skip (the skip list then owns it). */
+#define NEXT(call)                                                               \
+	do {                                                                     \
+		if ((rc = (call)) < 0)                                           \
+			goto done;                                               \
+		if (!(ns && skips[ns - 1] == h))                                 \
+			cdm_nn_free(nn, h);                                      \
+		h = n;                                                           \
+		n = NULL;                                                        \
+	} while (0)
+#define PUSH() (skips[ns++] = h)
+	if ((rc = time_embed(u, t, batch, labels, &temb, err)) < 0)
+		goto done;
+	if (c->center_input_sample && (rc = cdm_nn_scale(nn, x, 2.0, -1.0, &xin, err)) < 0)
+		goto done;
+	if ((rc = conv(nn, xin ? xin : x, &u->conv_in, 1, 1, 1, &h, err)) < 0)
+		goto done;
+	PUSH();
+	for (int i = 0; i < c->n_blocks; i++) {
+		struct block *b = &u->down[i];
+		for (int j = 0; j < b->nres; j++) {
+			NEXT(resnet_fwd(u, &b->res[j], h, temb, &n, err));
+			if (b->att)
+				NEXT(attn_fwd(u, &b->att[j], h, &n, err));
+			PUSH();
+		}
+		if (b->samp.present) {
+			NEXT(sampler_fwd(u, &b->samp, 0, h, temb, &n, err));
+			PUSH();
+		}
+	}
+	if (c->has_mid) {
+		NEXT(resnet_fwd(u, &u->mid_res[0], h, temb, &n, err));
+		if (u->mid_has_attn)
+			NEXT(attn_fwd(u, &u->mid_attn, h, &n, err));
+		NEXT(resnet_fwd(u, &u->mid_res[1], h, temb, &n, err));
+	}
+	for (int i = 0; i < c->n_blocks; i++) {
+		struct block *b = &u->up[i];
+		for (int j = 0; j < b->nres; j++) {
+			/* current features first, skip second; the skip is consumed */
+			cdm_tensor *skip = skips[ns - 1];
+			NEXT(cdm_nn_concat(nn, h, skip, &n, err));
+			/* NEXT freed the old h unless it was this skip: free the skip once */
+			cdm_nn_free(nn, skip);
+			skips[--ns] = NULL;
+			NEXT(resnet_fwd(u, &b->res[j], h, temb, &n, err));
+			if (b->att)
+				NEXT(attn_fwd(u, &b->att[j], h, &n, err));
+		}
+		if (b->samp.present)
+			NEXT(sampler_fwd(u, &b->samp, 1, h, temb, &n, err));
+	}
+	/* The output head always uses SiLU in UNet2DModel (not act_fn). */
+	NEXT(cdm_nn_group_norm(nn, h, (int)c->norm_num_groups, c->norm_eps, u->norm_out.w,
+			       u->norm_out.b, &n, err));
+	NEXT(cdm_nn_act(nn, h, CDM_ACT_SILU, &n, err));
+	NEXT(conv(nn, h, &u->conv_out, 1, 1, 1, &n, err));
+	*eps = h;
+	h = NULL;
+#undef NEXT
+#undef PUSH
+done:
+	for (int i = 0; i < ns; i++)
+		if (skips[i] == h)
+			h = NULL; /* owned by the skip list */
+	for (int i = 0; i < ns; i++)
+		cdm_nn_free(nn, skips[i]);
+	cdm_nn_free(nn, h);
+	cdm_nn_free(nn, temb);
+	cdm_nn_free(nn, xin);
+	return rc;
+}
