@@ -144,6 +144,10 @@ int net_closed_err(cdm_net *net, int p, struct cdm_err *err)
 		return cdm_fail(err, CDM_ENET,
 				"%s closed the connection (frame %llu cut short after %zu of %zu bytes)",
 				c->name, (unsigned long long)c->recv_seq, c->in_done, c->in_total);
+	if (net->connecting && c->ssl)
+		return cdm_fail(err, CDM_ENET,
+				"%s closed the connection during the TLS handshake (did it refuse our certificate?)",
+				c->name);
 	return cdm_fail(err, CDM_ENET, "%s closed the connection", c->name);
 }
 
