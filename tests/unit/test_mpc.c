@@ -394,6 +394,149 @@ static void test_matmul(uint64_t *st)
 	free(b);
 }
 
+static int64_t lim(void) { return ((int64_t)1 << (CDM_CMP_BITS - 1)) - 1; }
+
+/* Values in the comparison domain |x| < 2^(L-1), spread over magnitudes,
+ * with the edges first. */
+static uint64_t *cmp_vec(uint64_t *st, size_t n, size_t *nedge)
+{
+	int64_t L = lim();
+	int64_t edges[] = {0, -1, 1, L, -L, -L - 1, L - 1, -L + 1, 2, -2, 1 << 20, -(1 << 20)};
+	uint64_t *v = malloc(n * 8);
+	size_t k = 0, ne = sizeof edges / sizeof edges[0];
+	for (; k < ne && k < n; k++)
+		v[k] = (uint64_t)edges[k];
+	for (; k < n; k++) {
+		int bits = 1 + (int)(check_rand(st) % (CDM_CMP_BITS - 1));
+		uint64_t mag = check_rand(st) >> (64 - bits);
+		v[k] = (check_rand(st) & 1) ? -mag : mag;
+	}
+	*nedge = ne;
+	return v;
+}
+
+static void check_ltz_cost(struct job *j, size_t n, const char *what, int extra_mul)
+{
+	/* L = 36: 35 low bits in 9 groups (8 of 4 bits, 1 of 3); dealt
+	 * products 8*11 + 4 = 92; tree 9 -> 3 -> 1 with 3-way combines:
+	 * level 1 opens 4 + 5 + 5 = 14 variables and deals 5 + 8 + 8 = 21
+	 * products, level 2 opens 4 and deals 5. ND = 118.
+	 * P0, P1: c share (36 bits packed), 14 and 4 planes, 1 plane (m),
+	 * 8 bytes (to P2). P2: 36 + 118 planes + 8 bytes (R1). */
+	uint64_t W = (n + 63) / 64, pl = 8 * W;
+	uint64_t p01 = packed(n, 36) + 14 * pl + 4 * pl + pl + 8 * n + 5 * HDR;
+	uint64_t p2 = (36 + 118) * pl + 8 * n + HDR;
+	uint64_t want[3] = {p01, p01, p2}, rounds[3] = {5, 5, 2};
+	for (int i = 0; i < 3; i++) {
+		uint64_t w = want[i] + (extra_mul ? 8 * n + HDR : 0);
+		uint64_t r = rounds[i] + (extra_mul ? 1 : 0);
+		CHECK(j->p[i].sent == w && j->p[i].rounds == r,
+		      "%s cost party %d: %llu bytes %llu rounds, expected %llu and %llu", what, i,
+		      (unsigned long long)j->p[i].sent, (unsigned long long)j->p[i].rounds,
+		      (unsigned long long)w, (unsigned long long)r);
+	}
+}
+
+static void test_compare(uint64_t *st)
+{
+#if CDM_CMP_BITS == 36
+	enum { N = 20000 };
+	size_t ne;
+	uint64_t *x = cmp_vec(st, N, &ne), *y = cmp_vec(st, N, &ne);
+	struct job j = {.op = OP_LTZ, .n = N, .nout = N, .x = x};
+	uint64_t *r = run_job(&j, "ltz");
+	size_t bad = !r;
+	for (size_t k = 0; r && k < N; k++)
+		if (r[k] != ((int64_t)x[k] < 0) && bad++ < 5)
+			fprintf(stderr, "ltz(%lld) = %llu\n", (long long)x[k], (unsigned long long)r[k]);
+	CHECK(bad == 0, "ltz exact on %d values incl. edges (%zu wrong)", N, bad);
+	free(r);
+	/* cost on a multiple of 64 */
+	struct job jc = {.op = OP_LTZ, .n = 4096, .nout = 4096, .x = x};
+	free(run_job(&jc, "ltz cost"));
+	check_ltz_cost(&jc, 4096, "ltz", 0);
+	struct job jo = {.op = OP_LTZ, .n = 1001, .nout = 1001, .x = x};
+	r = run_job(&jo, "ltz odd n");
+	bad = !r;
+	for (size_t k = 0; r && k < 1001; k++)
+		bad += r[k] != ((int64_t)x[k] < 0);
+	CHECK(bad == 0, "ltz with n = 1001 (%zu wrong)", bad);
+	check_ltz_cost(&jo, 1001, "ltz odd n", 0);
+	free(r);
+
+	/* lt: differences stay in range when both halve */
+	for (size_t k = 0; k < N; k++) {
+		x[k] = (uint64_t)((int64_t)x[k] / 2);
+		y[k] = (uint64_t)((int64_t)y[k] / 2);
+	}
+	x[N - 1] = y[N - 1]; /* equal operands */
+	struct job jl = {.op = OP_LT, .n = N, .nout = N, .x = x, .y = y};
+	r = run_job(&jl, "lt");
+	bad = !r;
+	for (size_t k = 0; r && k < N; k++)
+		bad += r[k] != ((int64_t)x[k] < (int64_t)y[k]);
+	CHECK(bad == 0, "lt exact (%zu wrong)", bad);
+	free(r);
+
+	/* select on full-range values */
+	uint64_t *bit = malloc(N * 8), *fx = rand_vec(st, N, 64), *fy = rand_vec(st, N, 64);
+	for (size_t k = 0; k < N; k++)
+		bit[k] = check_rand(st) & 1;
+	struct job js = {.op = OP_SELECT, .n = N, .nout = N, .x = fx, .y = fy, .bit = bit};
+	r = run_job(&js, "select");
+	bad = !r;
+	for (size_t k = 0; r && k < N; k++)
+		bad += r[k] != (bit[k] ? fx[k] : fy[k]);
+	CHECK(bad == 0, "select exact (%zu wrong)", bad);
+	for (int i = 0; i < 3; i++)
+		CHECK(js.p[i].sent == 8 * N + HDR && js.p[i].rounds == 1,
+		      "select costs one multiplication (party %d: %llu bytes)", i,
+		      (unsigned long long)js.p[i].sent);
+	free(r);
+
+	/* relu */
+	struct job jr = {.op = OP_RELU, .n = 4096, .nout = 4096, .x = y};
+	r = run_job(&jr, "relu");
+	bad = !r;
+	for (size_t k = 0; r && k < 4096; k++)
+		bad += r[k] != ((int64_t)y[k] < 0 ? 0 : y[k]);
+	CHECK(bad == 0, "relu exact (%zu wrong)", bad);
+	check_ltz_cost(&jr, 4096, "relu", 1);
+	free(r);
+
+	/* max_rows over several widths (odd ones carry a column) */
+	size_t widths[] = {1, 2, 3, 5, 8, 13};
+	for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++) {
+		size_t R = 37, C = widths[wi];
+		struct job jm = {.op = OP_MAX_ROWS, .n = R * C, .nout = R, .x = y, .rows = R, .cols = C};
+		r = run_job(&jm, "max_rows");
+		bad = !r;
+		for (size_t i = 0; r && i < R; i++) {
+			int64_t best = (int64_t)y[i * C];
+			for (size_t c = 1; c < C; c++)
+				if ((int64_t)y[i * C + c] > best)
+					best = (int64_t)y[i * C + c];
+			bad += (int64_t)r[i] != best;
+		}
+		CHECK(bad == 0, "max_rows %zu x %zu (%zu wrong)", R, C, bad);
+		/* ceil(log2 C) layers of lt + select: 6 rounds each for P0 */
+		int layers = 0;
+		for (size_t w = C; w > 1; w = (w + 1) / 2)
+			layers++;
+		CHECK(jm.p[0].rounds == (uint64_t)(6 * layers), "max_rows %zu: %llu rounds, expected %d",
+		      C, (unsigned long long)jm.p[0].rounds, 6 * layers);
+		free(r);
+	}
+	free(bit);
+	free(fx);
+	free(fy);
+	free(x);
+	free(y);
+#else
+	fprintf(stderr, "comparison cost checks assume CDM_CMP_BITS == 36; skipped\n");
+#endif
+}
+
 /* The components one party holds of a fixed secret must look uniform,
  * whatever the secret: chi-square over the top byte of x_0 as seen by P0,
  * for secrets 0 and 2^40, across many sessions' worth of elements. */
@@ -437,6 +580,7 @@ int main(void)
 	test_trunc_exact(&st);
 	test_mul_trunc(&st);
 	test_matmul(&st);
+	test_compare(&st);
 	(void)test_uniform_shares;
 	return check_done();
 }
