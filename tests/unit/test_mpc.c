@@ -33,6 +33,7 @@ struct job {
 		char msg[256];
 		uint64_t sent, rounds; /* cost of the operation alone */
 		uint64_t share_a0; /* first component of the first element */
+		uint64_t *view_a, *view_b; /* when set: this party's output components */
 	} p[CDM_PARTIES];
 };
 
@@ -104,6 +105,10 @@ static void party(cdm_mpc *m, void *argp)
 		cdm_net_get_stats(cdm_mpc_net(m), &s1);
 		j->p[id].sent = s1.bytes_sent - s0.bytes_sent;
 		j->p[id].rounds = s1.rounds - s0.rounds;
+	}
+	if (rc == 0 && j->p[id].view_a) {
+		memcpy(j->p[id].view_a, z.a, z.n * 8);
+		memcpy(j->p[id].view_b, z.b, z.n * 8);
 	}
 	if (rc == 0 && z.n != j->nout)
 		rc = cdm_fail(&err, CDM_EINTERNAL, "output has %zu elements, expected %zu", z.n,
@@ -537,39 +542,171 @@ static void test_compare(uint64_t *st)
 #endif
 }
 
+/* Chi-square statistic of the byte at bit offset `sh` over n words. */
+static double chi2_byte(const uint64_t *v, size_t n, int sh)
+{
+	double cnt[256] = {0}, e = (double)n / 256, c2 = 0;
+	for (size_t k = 0; k < n; k++)
+		cnt[(v[k] >> sh) & 255]++;
+	for (int b = 0; b < 256; b++)
+		c2 += (cnt[b] - e) * (cnt[b] - e) / e;
+	return c2;
+}
+
 /* The components one party holds of a fixed secret must look uniform,
- * whatever the secret: chi-square over the top byte of x_0 as seen by P0,
- * for secrets 0 and 2^40, across many sessions' worth of elements. */
+ * whatever the secret: chi-square (255 degrees of freedom, mean 255, sd
+ * 22.6; bound 380 is p < 1e-6) over the top and bottom bytes of both
+ * components, for secrets 0 and 2^40 + 5, after input, mul, trunc and ltz. */
 static void test_uniform_shares(void)
 {
-	enum { N = 65536 };
-	uint64_t *x = malloc(N * 8);
-	uint64_t secrets[2] = {0, (uint64_t)1 << 40};
+	enum { N = 1 << 16 };
+	uint64_t secrets[2] = {0, ((uint64_t)1 << 40) + 5};
+	enum op ops[4] = {OP_ROUNDTRIP, OP_MUL, OP_TRUNC, OP_LTZ};
+	const char *names[4] = {"input", "mul", "trunc", "ltz"};
+	uint64_t *x = malloc(N * 8), *one = malloc(N * 8);
+	uint64_t *va = malloc(N * 8), *vb = malloc(N * 8);
+	for (size_t k = 0; k < N; k++)
+		one[k] = 1;
 	for (int t = 0; t < 2; t++) {
 		for (size_t k = 0; k < N; k++)
 			x[k] = secrets[t];
-		/* shares after a multiplication by 1 (a fresh sharing) */
-		uint64_t *one = malloc(N * 8);
-		for (size_t k = 0; k < N; k++)
-			one[k] = 1;
-		struct job j = {.op = OP_MUL, .n = N, .nout = N, .x = x, .y = one};
-		struct party_arg pa[3];
-		void *args[3];
-		static uint64_t hist_src[N];
-		(void)hist_src;
-		for (int i = 0; i < 3; i++) {
-			j.p[i].out = calloc(N, 8);
-			pa[i] = (struct party_arg){&j, i};
-			args[i] = &pa[i];
-		}
-		/* The input sharing itself: P1's `a` component of x (owner P0). */
-		int ok = mpc_run3(party, args) == 0;
-		CHECK(ok, "uniformity run");
-		free(one);
-		for (int i = 0; i < 3; i++)
-			free(j.p[i].out);
+		for (int o = 0; o < 4; o++)
+			for (int viewer = 0; viewer < 3; viewer++) {
+				struct job j = {.op = ops[o], .n = N, .nout = N, .x = x, .y = one,
+						.shift = 20};
+				j.p[viewer].view_a = va;
+				j.p[viewer].view_b = vb;
+				uint64_t *r = run_job(&j, names[o]);
+				free(r);
+				double worst = 0;
+				const uint64_t *vs[2] = {va, vb};
+				for (int c = 0; c < 2; c++)
+					for (int sh = 0; sh <= 56; sh += 56) {
+						double c2 = chi2_byte(vs[c], N, sh);
+						worst = c2 > worst ? c2 : worst;
+					}
+				CHECK(worst < 380, "%s of %llu: party %d's components look uniform "
+				      "(worst chi2 %.1f)", names[o], (unsigned long long)secrets[t],
+				      viewer, worst);
+			}
 	}
 	free(x);
+	free(one);
+	free(va);
+	free(vb);
+}
+
+/* Bad calls fail with CDM_EINPUT and a message, symmetrically (before any
+ * communication), so nothing hangs. */
+struct bad_arg {
+	int rc[8];
+	char msg[8][256];
+};
+
+static void bad_party(cdm_mpc *m, void *argp)
+{
+	struct bad_arg *a = argp;
+	struct cdm_err err = {0};
+	cdm_shr x = {0}, y = {0}, z = {0}, w = {0};
+	cdm_shr_new(&x, 10, &err);
+	cdm_shr_new(&y, 12, &err);
+	cdm_shr_new(&w, 7, &err);
+	int k = 0;
+	a->rc[k] = cdm_mpc_mul(m, &z, &x, &y, &err);
+	snprintf(a->msg[k++], 256, "%s", err.msg);
+	a->rc[k] = cdm_mpc_trunc(m, &z, &x, 63, &err);
+	snprintf(a->msg[k++], 256, "%s", err.msg);
+	a->rc[k] = cdm_mpc_mul_trunc(m, &w, &x, &x, &err);
+	snprintf(a->msg[k++], 256, "%s", err.msg);
+	a->rc[k] = cdm_mpc_input(m, 3, NULL, 5, &z, &err);
+	snprintf(a->msg[k++], 256, "%s", err.msg);
+	a->rc[k] = cdm_mpc_matmul(m, &z, &x, &y, 1, 2, 5, 3, 0, &err);
+	snprintf(a->msg[k++], 256, "%s", err.msg);
+	a->rc[k] = cdm_mpc_max_rows(m, &z, &x, 3, 4, &err);
+	snprintf(a->msg[k++], 256, "%s", err.msg);
+	a->rc[k] = cdm_mpc_matmul(m, &z, &x, &y, (size_t)1 << 40, (size_t)1 << 40, 2, 2, 0, &err);
+	snprintf(a->msg[k++], 256, "%s", err.msg);
+	/* after all that the session still works */
+	uint64_t v[10] = {1, 2, 3};
+	cdm_shr s = {0};
+	uint64_t out[10];
+	a->rc[k] = cdm_mpc_input(m, 0, v, 10, &s, &err);
+	if (a->rc[k] == 0)
+		a->rc[k] = cdm_mpc_mul(m, &s, &s, &s, &err);
+	if (a->rc[k] == 0)
+		a->rc[k] = cdm_mpc_reveal(m, &s, out, &err);
+	if (a->rc[k] == 0 && (out[1] != 4 || out[2] != 9))
+		a->rc[k] = CDM_EINTERNAL;
+	snprintf(a->msg[k++], 256, "%s", err.msg);
+	cdm_shr_free(&s);
+	cdm_shr_free(&x);
+	cdm_shr_free(&y);
+	cdm_shr_free(&z);
+	cdm_shr_free(&w);
+}
+
+static void test_bad_calls(void)
+{
+	struct bad_arg a[3];
+	memset(a, 0, sizeof a);
+	void *args[3] = {&a[0], &a[1], &a[2]};
+	CHECK(mpc_run3(bad_party, args) == 0, "bad-call session runs");
+	const char *want[7] = {"operand sizes 10 and 12", "shift 63", "output holds 7",
+			       "owner 3", "operands hold 10 and 12", "not 3 x 4", "overflows"};
+	for (int i = 0; i < 3; i++) {
+		for (int k = 0; k < 7; k++)
+			CHECK(a[i].rc[k] == CDM_EINPUT && strstr(a[i].msg[k], want[k]),
+			      "bad call %d party %d: rc %d, message '%s'", k, i, a[i].rc[k],
+			      a[i].msg[k]);
+		CHECK(a[i].rc[7] == 0, "party %d: session usable after bad calls (%s)", i,
+		      a[i].msg[7]);
+	}
+}
+
+/* Cost labels charge bytes and rounds to the label in force. */
+struct label_arg {
+	struct cdm_cost c[CDM_MPC_MAX_LABELS];
+	size_t n;
+	int rc;
+};
+
+static void label_party(cdm_mpc *m, void *argp)
+{
+	struct label_arg *a = argp;
+	struct cdm_err err = {0};
+	cdm_shr x = {0}, z = {0};
+	cdm_shr_new(&x, 100, &err);
+	cdm_mpc_set_label(m, "mul");
+	a->rc = cdm_mpc_mul(m, &z, &x, &x, &err);
+	cdm_mpc_set_label(m, "trunc");
+	if (a->rc == 0)
+		a->rc = cdm_mpc_trunc(m, &z, &x, 20, &err);
+	cdm_mpc_set_label(m, "mul");
+	if (a->rc == 0)
+		a->rc = cdm_mpc_mul(m, &z, &x, &x, &err);
+	cdm_mpc_set_label(m, "a-label-longer-than-the-field-allows");
+	a->n = cdm_mpc_costs(m, a->c, CDM_MPC_MAX_LABELS);
+	cdm_shr_free(&x);
+	cdm_shr_free(&z);
+}
+
+static void test_labels(void)
+{
+	struct label_arg a[3];
+	memset(a, 0, sizeof a);
+	void *args[3] = {&a[0], &a[1], &a[2]};
+	CHECK(mpc_run3(label_party, args) == 0 && a[0].rc == 0, "label session runs");
+	/* setup, other, mul, trunc, the long one (truncated) */
+	CHECK(a[0].n == 5, "five labels, got %zu", a[0].n);
+	const struct cdm_cost *c = a[0].c;
+	CHECK(strcmp(c[0].label, "setup") == 0 && c[0].rounds == 1, "setup: one round");
+	CHECK(strcmp(c[2].label, "mul") == 0 && c[2].rounds == 2 && c[2].bytes_sent == 2 * (800 + HDR),
+	      "mul label: %llu rounds %llu bytes", (unsigned long long)c[2].rounds,
+	      (unsigned long long)c[2].bytes_sent);
+	CHECK(strcmp(c[3].label, "trunc") == 0 && c[3].rounds == 2 &&
+	      c[3].bytes_sent == packed(100, 20) + HDR + 800 + HDR, "trunc label: %llu rounds",
+	      (unsigned long long)c[3].rounds);
+	CHECK(strlen(c[4].label) == sizeof c[4].label - 1, "long label is truncated");
 }
 
 int main(void)
@@ -581,6 +718,8 @@ int main(void)
 	test_mul_trunc(&st);
 	test_matmul(&st);
 	test_compare(&st);
-	(void)test_uniform_shares;
+	test_uniform_shares();
+	test_bad_calls();
+	test_labels();
 	return check_done();
 }
