@@ -176,16 +176,31 @@ static void eval_mono(uint64_t *out, const uint64_t *coef, unsigned M, const uin
 	}
 }
 
-/* Bit planes of the low `bits` bits of n words: planes[j][w]. */
+/* In-place 64 x 64 bit transpose: afterwards bit k of a[j] is bit j of the
+ * original a[k] (swap blocks of 32, 16, ..., 1). */
+static void transpose64(uint64_t a[64])
+{
+	uint64_t m = 0x00000000ffffffffULL;
+	for (int j = 32; j != 0; j >>= 1, m ^= m << j)
+		for (int k = 0; k < 64; k = ((k | j) + 1) & ~j) {
+			uint64_t t = ((a[k] >> j) ^ a[k | j]) & m;
+			a[k] ^= t << j;
+			a[k | j] ^= t;
+		}
+}
+
+/* Bit planes of the low `bits` bits of n words: planes[j][w] (bits of the
+ * padding elements beyond n are 0). */
 static void to_planes(uint64_t *planes, const uint64_t *v, size_t n, int bits, size_t W)
 {
-	memset(planes, 0, (size_t)bits * W * 8);
-	for (size_t k = 0; k < n; k++) {
-		uint64_t x = v[k], one = (uint64_t)1 << (k % 64);
-		size_t w = k / 64;
+	uint64_t blk[64];
+	for (size_t w = 0; w < W; w++) {
+		size_t k0 = w * 64, c = n - k0 < 64 ? n - k0 : 64;
+		memcpy(blk, v + k0, c * 8);
+		memset(blk + c, 0, (64 - c) * 8);
+		transpose64(blk);
 		for (int j = 0; j < bits; j++)
-			if ((x >> j) & 1)
-				planes[(size_t)j * W + w] |= one;
+			planes[(size_t)j * W + w] = blk[j];
 	}
 }
 

@@ -32,6 +32,7 @@ struct job {
 		int rc;
 		char msg[256];
 		uint64_t sent, rounds; /* cost of the operation alone */
+		double seconds;
 		uint64_t share_a0; /* first component of the first element */
 		uint64_t *view_a, *view_b; /* when set: this party's output components */
 	} p[CDM_PARTIES];
@@ -101,7 +102,9 @@ static void party(cdm_mpc *m, void *argp)
 	if (rc == 0) {
 		j->p[id].share_a0 = j->n ? x.a[0] : 0;
 		cdm_net_get_stats(cdm_mpc_net(m), &s0);
+		double t0 = cdm_now();
 		rc = run_op(m, j, &x, &y, &b, &z, &err);
+		j->p[id].seconds = cdm_now() - t0;
 		cdm_net_get_stats(cdm_mpc_net(m), &s1);
 		j->p[id].sent = s1.bytes_sent - s0.bytes_sent;
 		j->p[id].rounds = s1.rounds - s0.rounds;
@@ -709,9 +712,37 @@ static void test_labels(void)
 	CHECK(strlen(c[4].label) == sizeof c[4].label - 1, "long label is truncated");
 }
 
+/* CDM_MPC_BENCH=n: time the main protocols on n elements (no checks). */
+static void bench(uint64_t *st, size_t n)
+{
+	uint64_t *x = rand_vec(st, n, 30), *y = rand_vec(st, n, 30);
+	enum op ops[] = {OP_MUL, OP_TRUNC, OP_MUL_TRUNC, OP_LTZ, OP_SELECT, OP_RELU};
+	const char *names[] = {"mul", "trunc", "mul_trunc", "ltz", "select", "relu"};
+	for (size_t o = 0; o < sizeof ops / sizeof ops[0]; o++) {
+		struct job j = {.op = ops[o], .n = n, .nout = n, .x = x, .y = y, .bit = y,
+				.shift = 20};
+		free(run_job(&j, names[o]));
+		double sec = 0;
+		uint64_t bytes = 0;
+		for (int i = 0; i < 3; i++) {
+			sec = j.p[i].seconds > sec ? j.p[i].seconds : sec;
+			bytes += j.p[i].sent;
+		}
+		fprintf(stderr, "bench %-9s n=%zu: %.3f s, %.2f bytes/elem (all parties), rounds %llu/%llu/%llu\n",
+			names[o], n, sec, (double)bytes / (double)n, (unsigned long long)j.p[0].rounds,
+			(unsigned long long)j.p[1].rounds, (unsigned long long)j.p[2].rounds);
+	}
+	free(x);
+	free(y);
+}
+
 int main(void)
 {
 	uint64_t st = check_seed();
+	if (getenv("CDM_MPC_BENCH")) {
+		bench(&st, (size_t)strtoull(getenv("CDM_MPC_BENCH"), NULL, 0));
+		return 0;
+	}
 	test_roundtrip(&st);
 	test_linear_mul(&st);
 	test_trunc_exact(&st);
