@@ -3,6 +3,7 @@
  * products live in trunc.c, comparisons in cmp.c. */
 #include "mpc_impl.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "../ring/ring.h"

@@ -22,7 +22,26 @@
  *
  * Truncation is exact to 1 LSB for every input |x| < 2^62 (no rare large
  * error): see cdm_mpc_trunc. Comparisons are exact for inputs of
- * |x| < 2^(CDM_CMP_BITS-1) ring units (|v| < 2^(CDM_CMP_BITS-1-F) reals).
+ * -2^(CDM_CMP_BITS-1) <= x < 2^(CDM_CMP_BITS-1) ring units
+ * (|v| < 2^(CDM_CMP_BITS-1-F) reals).
+ *
+ * Outputs. Operations that return a status accept either a zeroed cdm_shr
+ * (they allocate it) or one that already holds the right number of
+ * elements; anything else is CDM_EINPUT. The void operations need `out`
+ * allocated with x->n elements. Outputs may alias inputs everywhere.
+ * Bad arguments are detected before any communication, identically on the
+ * three parties, so a bad call never leaves peers waiting.
+ *
+ * Cost per element, all three parties together, frame headers aside
+ * (F = 20, CDM_CMP_BITS = 36; asserted in tests/unit/test_mpc.c):
+ *   mul, select   24 B     1 round
+ *   trunc         23.5 B   2 rounds   (3 x 20-bit words + 2 x 8 B)
+ *   mul_trunc     31.5 B   3 rounds   (matmul with shift: same per output)
+ *   ltz, lt       57 B     5 rounds   (P0, P1 14.9 B each, P2 27.3 B)
+ *   relu          81 B     6 rounds;  max_rows: 81 B per pair, 6 rounds
+ *                                      per layer of ceil(log2 cols)
+ * Roles are fixed: P2 is the dealer of truncation and comparison (sends
+ * less, computes the correlated randomness); P0 and P1 do the exchanges.
  *
  * Thread-safety: a cdm_mpc belongs to one thread.
  */
@@ -117,10 +136,14 @@ void cdm_mpc_mul_pub(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, const uint64_t 
  * party. */
 int cdm_mpc_mul(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, const cdm_shr *y,
 		struct cdm_err *err);
-/* out = x >> shift (signed), exact up to 1 LSB for |x| < 2^62. */
+/* out = x / 2^shift (0 <= shift <= 62) for |x| < 2^62: always floor or
+ * ceil of the exact quotient (exact when 2^shift divides x), chosen at
+ * random with the probability of stochastic rounding, so the error is
+ * below 1 LSB and unbiased. Never a large error. Two rounds. */
 int cdm_mpc_trunc(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, int shift,
 		  struct cdm_err *err);
-/* out = (x*y) >> F, with the truncation fused into the multiplication. */
+/* out = (x*y) / 2^F as cdm_mpc_trunc, with the truncation fused into the
+ * multiplication (3 rounds, 31.5 B per element instead of 24 + 23.5). */
 int cdm_mpc_mul_trunc(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, const cdm_shr *y,
 		      struct cdm_err *err);
 /* Fixed-point multiply by public reals c[i] (encoded with F bits), then
@@ -138,7 +161,9 @@ int cdm_mpc_matmul_pub(cdm_mpc *m, cdm_shr *c, const cdm_shr *a, const uint64_t 
 
 /* ---- comparison and selection ------------------------------------------ */
 /* out = [x < 0] as an arithmetic sharing of 0/1 (integer, not fixed point).
- * All elements share the same rounds. */
+ * Exact for -2^(CDM_CMP_BITS-1) <= x < 2^(CDM_CMP_BITS-1); outside that
+ * range the answer is that of x mod 2^CDM_CMP_BITS. All elements share the
+ * same 5 rounds (protocol in cmp.c). */
 int cdm_mpc_ltz(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, struct cdm_err *err);
 /* out = [x < y] as arithmetic 0/1. */
 int cdm_mpc_lt(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, const cdm_shr *y,
