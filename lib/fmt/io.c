@@ -127,7 +127,7 @@ int cdm_zstd_decompress(const void *src, size_t srclen, uint64_t limit, const ch
 				"%s: zstd content of %llu bytes exceeds the limit of %llu bytes", what,
 				declared, (unsigned long long)limit);
 	/* Start small unless the declared size is plausible for this input. */
-	uint64_t start = (uint64_t)srclen * 64 + (1u << 20);
+	uint64_t start = (uint64_t)srclen * 8 + (64u << 10);
 	if (declared != ZSTD_CONTENTSIZE_UNKNOWN && declared < start)
 		start = declared;
 	if (start > limit)

@@ -9,7 +9,7 @@
  * Bounds. A read never holds more than `limit` bytes of (decompressed)
  * content. zstd output is additionally capped by the machine's physical
  * memory, and the output buffer only grows as real data is produced (it
- * starts at min(declared size, 64 x compressed size + 1 MiB) and doubles),
+ * starts at min(declared size, 8 x compressed size + 64 KiB) and doubles),
  * so a frame header that lies about its size, or a decompression bomb, costs
  * at most about twice the bytes it actually expands to -- and never more
  * than the limit. Raw input (before decompression) is capped at

@@ -188,7 +188,7 @@ static int check_tensors(cdm_share *sh, struct cdm_err *err)
 					sh->path, t->name, c == 'a' ? 'b' : 'a');
 		if (!same_shape(t, o))
 			return cdm_fail(err, CDM_EINPUT,
-					"%s: tensors '%.80s' and its .%c partner differ in shape",
+					"%s: tensor '%.80s' and its .%c partner differ in shape",
 					sh->path, t->name, c == 'a' ? 'b' : 'a');
 		if (c == 'a') {
 			/* the name without ".a": the .a tensor's own name, cut short */
@@ -267,40 +267,49 @@ const char *cdm_share_meta(const cdm_share *sh, const char *key)
 	return cdm_st_meta(sh->st, key);
 }
 
-/* NAME + ".a"/".b" into buf; 0 or -1 if it does not fit. */
-static int comp_name(char *buf, size_t cap, const char *name, char c)
+/* NAME + ".a" or ".b" in a new string (NULL when out of memory). */
+static char *comp_name(const char *name, char c)
 {
-	int n = snprintf(buf, cap, "%s.%c", name, c);
-	return n < 0 || (size_t)n >= cap ? -1 : 0;
+	size_t n = strlen(name);
+	char *s = malloc(n + 3);
+	if (s) {
+		memcpy(s, name, n);
+		s[n] = '.';
+		s[n + 1] = c;
+		s[n + 2] = '\0';
+	}
+	return s;
 }
 
 const struct cdm_st_tensor *cdm_share_find(const cdm_share *sh, const char *name)
 {
-	char buf[1024];
-	if (comp_name(buf, sizeof buf, name, 'a') < 0)
-		return NULL;
-	return cdm_st_find(sh->st, buf);
+	char *s = comp_name(name, 'a');
+	const struct cdm_st_tensor *t = s ? cdm_st_find(sh->st, s) : NULL;
+	free(s);
+	return t;
 }
 
 static int get_comp(cdm_share *sh, const char *name, char c, int ndim, const int64_t *shape,
 		    const uint64_t **out, struct cdm_err *err)
 {
-	char buf[1024];
-	if (comp_name(buf, sizeof buf, name, c) < 0)
-		return cdm_fail(err, CDM_EINPUT, "%s: tensor name too long", sh->path);
-	if (!cdm_st_find(sh->st, buf))
-		return cdm_fail(err, CDM_EINPUT, "%s: no secret tensor '%.80s'", sh->path, name);
-	int owned = 0;
-	CDM_TRY(cdm_st_load_u64(sh->st, buf, ndim, shape, out, &owned, err));
-	if (owned) {
-		void **o = realloc(sh->owned, (sh->nowned + 1) * sizeof *o);
-		if (!o) {
-			cdm_free((void *)*out);
-			return cdm_fail(err, CDM_ENOMEM, "%s: out of memory", sh->path);
-		}
-		sh->owned = o;
-		sh->owned[sh->nowned++] = (void *)*out;
+	char *s = comp_name(name, c);
+	if (!s)
+		return cdm_fail(err, CDM_ENOMEM, "%s: out of memory", sh->path);
+	int owned = 0, rc = 0;
+	if (!cdm_st_find(sh->st, s))
+		rc = cdm_fail(err, CDM_EINPUT, "%s: no secret tensor '%.80s'", sh->path, name);
+	else
+		rc = cdm_st_load_u64(sh->st, s, ndim, shape, out, &owned, err);
+	free(s);
+	if (rc < 0 || !owned)
+		return rc;
+	void **o = realloc(sh->owned, (sh->nowned + 1) * sizeof *o);
+	if (!o) {
+		cdm_free((void *)*out);
+		return cdm_fail(err, CDM_ENOMEM, "%s: out of memory", sh->path);
 	}
+	sh->owned = o;
+	sh->owned[sh->nowned++] = (void *)*out;
 	return 0;
 }
 
@@ -465,13 +474,17 @@ void cdm_share_writer_free(cdm_share_writer *w)
 int cdm_share_writer_add(cdm_share_writer *w, const char *name, int ndim, const int64_t *shape,
 			 const uint64_t *a, const uint64_t *b, struct cdm_err *err)
 {
-	char na[1024], nb[1024];
-	if (!*name || comp_name(na, sizeof na, name, 'a') < 0 ||
-	    comp_name(nb, sizeof nb, name, 'b') < 0)
-		return cdm_fail(err, CDM_EINPUT, "share writer: tensor name '%.80s' empty or too long",
-				name);
-	CDM_TRY(cdm_st_writer_add(w->st, na, CDM_U64, ndim, shape, a, err));
-	return cdm_st_writer_add(w->st, nb, CDM_U64, ndim, shape, b, err);
+	if (!*name)
+		return cdm_fail(err, CDM_EINPUT, "share writer: empty tensor name");
+	char *na = comp_name(name, 'a'), *nb = comp_name(name, 'b');
+	int rc = !na || !nb ? cdm_fail(err, CDM_ENOMEM, "share writer: out of memory") : 0;
+	if (rc == 0)
+		rc = cdm_st_writer_add(w->st, na, CDM_U64, ndim, shape, a, err);
+	if (rc == 0)
+		rc = cdm_st_writer_add(w->st, nb, CDM_U64, ndim, shape, b, err);
+	free(na);
+	free(nb);
+	return rc;
 }
 
 int cdm_share_writer_meta(cdm_share_writer *w, const char *key, const char *value,
