@@ -41,7 +41,7 @@ struct mpc_h_thread {
 	double seconds;
 };
 
-static void *mpc_h_main(void *p)
+static inline void *mpc_h_main(void *p)
 {
 	struct mpc_h_thread *t = p;
 	struct cdm_mpc_opts o = {.frac_bits = mpc_h_frac, .seed = mpc_h_random ? NULL : mpc_h_seed};
@@ -65,7 +65,7 @@ static void *mpc_h_main(void *p)
 
 /* Run fn(m, args[i]) as party i, i = 0, 1, 2. Returns 0, or -1 when the
  * network or session could not be set up (message on stderr). */
-static int mpc_run3(mpc_party_fn fn, void *args[CDM_PARTIES])
+static inline int mpc_run3(mpc_party_fn fn, void *args[CDM_PARTIES])
 {
 	cdm_net *net[CDM_PARTIES];
 	struct cdm_err err = {0};
