@@ -51,14 +51,31 @@ void net_encode_hdr(uint8_t h[NET_HDR], uint32_t flags, uint64_t session, uint64
 	put64(h + 24, len);
 }
 
+static long sysctl_long(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long v = -1;
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
 /* Large buffers keep big transfers streaming; NODELAY keeps the many small
- * messages of a protocol round from waiting on Nagle. Failures only cost
- * speed, so they are ignored. */
+ * messages of a protocol round from waiting on Nagle. On TCP, a fixed
+ * SO_SNDBUF/SO_RCVBUF also switches off the kernel's autotuning, so it is
+ * set only where the system allows the full 4 MB (net.core.wmem_max /
+ * rmem_max); elsewhere autotuning does better. Failures only cost speed,
+ * so they are ignored. */
 void net_tune_socket(int fd, int tcp)
 {
 	int one = 1, big = 4 << 20;
-	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
-	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+	if (!tcp || sysctl_long("/proc/sys/net/core/wmem_max") >= big)
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+	if (!tcp || sysctl_long("/proc/sys/net/core/rmem_max") >= big)
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
 	if (tcp)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	int fl = fcntl(fd, F_GETFL);

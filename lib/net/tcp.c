@@ -120,6 +120,7 @@ static int listen_on(const struct cdm_net_opts *o, int *lfd, struct cdm_err *err
 			continue;
 		}
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+		net_tune_socket(fd, 1); /* before listen: accepted sockets inherit it */
 		if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 8) < 0) {
 			e = errno;
 			close(fd);
@@ -142,6 +143,8 @@ static int try_connect(const struct addrinfo *ai, int64_t deadline, int *e)
 		*e = errno;
 		return -1;
 	}
+	/* Buffer sizes before connect, so the window scale in the SYN fits. */
+	net_tune_socket(fd, 1);
 	if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
 		return fd;
 	if (errno != EINPROGRESS) {
@@ -196,7 +199,6 @@ static int dial(cdm_net *net, const struct cdm_net_opts *o, int p, int64_t deadl
 			int fd = try_connect(ai, deadline, &e);
 			if (fd < 0)
 				continue;
-			net_tune_socket(fd, 1);
 			net->ch[p].fd = fd;
 			note_address(net, o, ai->ai_addr);
 			freeaddrinfo(res);

@@ -6,6 +6,7 @@
 #include "check.h"
 
 #include <arpa/inet.h>
+#include <ifaddrs.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -398,12 +399,16 @@ static int next_ports(void)
 	return port_base - 3;
 }
 
+static char host_ip[64] = "127.0.0.1";
+static int quiet;
+
 static void set_opts(struct cdm_net_opts *o, int id, int base)
 {
 	memset(o, 0, sizeof *o);
 	o->id = id;
+	o->quiet = quiet;
 	for (int p = 0; p < 3; p++) {
-		o->host[p] = "127.0.0.1";
+		o->host[p] = host_ip;
 		o->port[p] = base + p;
 	}
 	o->connect_timeout_ms = 10000;
@@ -498,6 +503,43 @@ static void test_tcp_basic(void)
 		CHECK(res[i].warning[0] == 0, "no warning on loopback: %s", res[i].warning);
 	}
 	fprintf(stderr, "tcp loopback pass of 8 bytes: %.1f us per round\n", res[0].seconds * 1e6);
+}
+
+/* Plain TCP over a non-loopback address warns (unless quiet). */
+static void test_tcp_warning(void)
+{
+	struct ifaddrs *ifa, *i;
+	char ip[64] = "";
+	if (getifaddrs(&ifa) == 0) {
+		for (i = ifa; i && !ip[0]; i = i->ifa_next)
+			if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET) {
+				struct sockaddr_in *a = (struct sockaddr_in *)i->ifa_addr;
+				if ((ntohl(a->sin_addr.s_addr) >> 24) != 127)
+					inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
+			}
+		freeifaddrs(ifa);
+	}
+	if (!ip[0]) {
+		fprintf(stderr, "no non-loopback IPv4 address: warning test skipped\n");
+		return;
+	}
+	snprintf(host_ip, sizeof host_ip, "%s", ip);
+	for (quiet = 0; quiet < 2; quiet++) {
+		int base = next_ports();
+		fork3(basic_child, base, NULL, 30);
+		for (int k = 0; k < 3; k++) {
+			CHECK(res[k].rc == 0, "tcp over %s, party %d: %s", ip, k, res[k].msg);
+			if (quiet)
+				CHECK(res[k].warning[0] == 0, "quiet: no warning (%s)", res[k].warning);
+			else
+				CHECK(strncmp(res[k].warning, "plain TCP to ", 13) == 0 &&
+				      strstr(res[k].warning, ip) != NULL &&
+				      strstr(res[k].warning, "neither encrypted nor authenticated") != NULL,
+				      "party %d warns about plain TCP to %s: '%s'", k, ip, res[k].warning);
+		}
+	}
+	quiet = 0;
+	snprintf(host_ip, sizeof host_ip, "127.0.0.1");
 }
 
 /* Started in reverse order, 0.4 s apart. */
@@ -797,6 +839,7 @@ int main(void)
 	test_tcp_errors();
 	test_tcp_basic();
 	test_tcp_order();
+	test_tcp_warning();
 	test_tcp_fake();
 	test_tcp_death();
 	test_tcp_huge();
