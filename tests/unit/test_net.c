@@ -643,17 +643,8 @@ static void die_child(int id, int base, struct result *r)
 	snprintf(r->msg, sizeof r->msg, "%s", err.msg);
 }
 
-static void *stop_killer(void *arg)
-{
-	/* A stopped child never exits on its own: kill it once the others gave up. */
-	pid_t *pg = arg;
-	(void)pg;
-	return NULL;
-}
-
 static void test_tcp_death(void)
 {
-	(void)stop_killer;
 	const char *want[2] = {"peer 2 closed the connection", "peer 2: no data for 1 s (timeout)"};
 	int sigs[2] = {SIGKILL, SIGSTOP};
 	for (int k = 0; k < 2; k++) {
