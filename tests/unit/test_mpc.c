@@ -712,6 +712,29 @@ static void test_labels(void)
 	CHECK(strlen(c[4].label) == sizeof c[4].label - 1, "long label is truncated");
 }
 
+/* Other fraction bits and OS-random session seeds. */
+static void test_frac_and_random_seeds(uint64_t *st)
+{
+	enum { N = 3000 };
+	uint64_t *x = rand_vec(st, N, 36), *y = rand_vec(st, N, 20);
+	mpc_h_frac = 12;
+	mpc_h_random = 1;
+	struct job j = {.op = OP_MUL_TRUNC, .n = N, .nout = N, .x = x, .y = y};
+	uint64_t *r = run_job(&j, "mul_trunc F=12, random seeds");
+	size_t bad = !r;
+	for (size_t k = 0; r && k < N; k++) {
+		int64_t d = (int64_t)r[k] - floor_shift(x[k] * y[k], 12);
+		bad += d != 0 && d != 1;
+	}
+	CHECK(bad == 0, "mul_trunc with F = 12 and random seeds (%zu off)", bad);
+	check_trunc_cost(&j, N, 12, 1, "mul_trunc F=12");
+	free(r);
+	mpc_h_frac = 0;
+	mpc_h_random = 0;
+	free(x);
+	free(y);
+}
+
 /* CDM_MPC_BENCH=n: time the main protocols on n elements (no checks). */
 static void bench(uint64_t *st, size_t n)
 {
@@ -752,5 +775,6 @@ int main(void)
 	test_uniform_shares();
 	test_bad_calls();
 	test_labels();
+	test_frac_and_random_seeds(&st);
 	return check_done();
 }
