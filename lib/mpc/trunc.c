@@ -29,10 +29,11 @@
  *
  * Privacy: P0 sees e = b - v and P1 sees d, c1, all uniform mod 2^s; P2 sees
  * only values masked by P0-P1 stream randomness. The output is a fresh
- * sharing. Per element, with p = ceil-free packed s bits:
+ * sharing. Per element (small words bit-packed, s bits each):
  *   trunc:     round 1 P0->P1 s bits, P1->P0 s bits, P2->P1 s bits;
  *              round 2 P0->P2 and P1->P2 8 bytes each.       2 rounds
- *   mul_trunc: round 1 P2->P1 8 bytes + s bits; then as trunc. 3 rounds
+ *   mul_trunc: round 1 P2->P1 8 bytes + s bits (c1 rides along); then the
+ *              d/e and y rounds as trunc.                      3 rounds
  */
 #include "mpc_impl.h"
 
