@@ -1,0 +1,267 @@
+/*
+ * nonlin, suite `cdm`: our protocols. Piecewise Chebyshev tables for the
+ * activations (coef.h), a range-reduced exp at 28 fraction bits, and
+ * bucket-normalised Newton iterations for reciprocal and rsqrt.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "nl_impl.h"
+#include "coef.h"
+
+#define NL_EXP_FLOOR 16.0 /* exp(-16) = 1.1e-7: below 1 LSB at F = 20 */
+
+/* Extra fraction bits of the exp core: y = x/2^K (K = NL_EXP_K from
+ * coef.h) is exact at F + 8 bits, and squaring values <= 1 at 28 bits
+ * stays below 2^56. */
+#define NL_EXP_XBITS 8
+
+int nl_cdm_exp(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, int frac_out, int clamp_pos,
+	       struct cdm_err *err)
+{
+	int F = cdm_mpc_frac(m), Fi = F + NL_EXP_XBITS, K = clamp_pos ? 2 : 1, rc;
+	size_t n = x->n;
+	const double t[2] = {-NL_EXP_FLOOR, 0.0};
+	cdm_shr bits[2], P[3], y = {0}, pw[NL_EXP_DEG + 1], acc = {0}, sel = {0};
+	memset(pw, 0, sizeof pw);
+	if ((rc = nl_new(bits, K, n, err)) < 0)
+		return rc;
+	if ((rc = nl_new(P, K + 1, n, err)) < 0) {
+		nl_free(bits, K);
+		return rc;
+	}
+	rc = nl_cmp_consts(m, bits, x, t, K, 0, err);
+	/* y = x / 2^k at Fi bits: the same integer scaled by 2^(Fi-F-k). */
+	if (rc == 0)
+		rc = cdm_shr_new(&y, n, err);
+	if (rc == 0)
+		nl_shl(m, &y, x, Fi - F - NL_EXP_K);
+	/* powers y^2 | y^3, y^4 (NL_EXP_DEG is 4) */
+	if (rc == 0)
+		rc = nl_mul_shift(m, &pw[2], &y, &y, Fi, err);
+	if (rc == 0) {
+		cdm_shr a = {0}, b = {0}, c = {0};
+		rc = nl_new(&a, 1, 2 * n, err);
+		if (rc == 0)
+			rc = nl_new(&b, 1, 2 * n, err);
+		if (rc == 0) {
+			memcpy(a.a, pw[2].a, n * 8), memcpy(a.b, pw[2].b, n * 8);
+			memcpy(a.a + n, pw[2].a, n * 8), memcpy(a.b + n, pw[2].b, n * 8);
+			memcpy(b.a, y.a, n * 8), memcpy(b.b, y.b, n * 8);
+			memcpy(b.a + n, pw[2].a, n * 8), memcpy(b.b + n, pw[2].b, n * 8);
+			rc = nl_mul_shift(m, &c, &a, &b, Fi, err);
+		}
+		for (int i = 3; rc == 0 && i <= 4; i++) {
+			cdm_shr ci = nl_view(&c, (size_t)(i - 3) * n, n);
+			rc = cdm_shr_copy(&pw[i], &ci, err);
+		}
+		cdm_shr_free(&a), cdm_shr_free(&b), cdm_shr_free(&c);
+	}
+	/* p(y) at 2 Fi, one truncation, then K squarings */
+	if (rc == 0)
+		rc = cdm_shr_new(&acc, n, err);
+	if (rc == 0) {
+		cdm_mpc_add_const(m, &acc, &acc, nl_enc(nl_exp_poly[0], 2 * Fi));
+		nl_axpy(m, &acc, &y, nl_enc(nl_exp_poly[1], Fi), 1);
+		for (int i = 2; i <= NL_EXP_DEG; i++)
+			nl_axpy(m, &acc, &pw[i], nl_enc(nl_exp_poly[i], Fi), 1);
+		rc = cdm_mpc_trunc(m, &P[1], &acc, Fi, err);
+	}
+	for (int s = 0; rc == 0 && s < NL_EXP_K; s++) {
+		cdm_shr sq = {0};
+		rc = nl_mul_shift(m, &sq, &P[1], &P[1], Fi, err);
+		if (rc == 0)
+			memcpy(P[1].a, sq.a, n * 8), memcpy(P[1].b, sq.b, n * 8);
+		cdm_shr_free(&sq);
+	}
+	/* segments: 0 below the floor, the core, 1 at x >= 0 (clamp_pos) */
+	if (rc == 0 && clamp_pos)
+		cdm_mpc_add_const(m, &P[2], &P[2], nl_enc(1.0, Fi));
+	if (rc == 0)
+		rc = nl_new(&sel, 1, n, err);
+	if (rc == 0)
+		rc = nl_seg_select(m, &sel, P, bits, K, err);
+	if (rc == 0)
+		rc = frac_out < Fi ? cdm_mpc_trunc(m, out, &sel, Fi - frac_out, err)
+				   : cdm_shr_copy(out, &sel, err);
+	nl_free(bits, K);
+	nl_free(P, K + 1);
+	nl_free(pw, NL_EXP_DEG + 1);
+	cdm_shr_free(&y);
+	cdm_shr_free(&acc);
+	cdm_shr_free(&sel);
+	return rc;
+}
+
+/* Normalise x (at frac_in bits) into c in [0.5, 1) by power-of-two
+ * buckets: c = x * 2^-k for x in [2^(k-1), 2^k); outside [2^kmin,
+ * 2^kmax), c = 0.75 (the caller's output scale h then clamps). Also
+ * returns h = sum onehot * hval (at hfrac bits). Comparisons are exact to
+ * 1 LSB of x >> pre, so near small thresholds c may leave [0.5, 1) by up
+ * to 2^(pre-F-k+1) relative; the guesses are fitted on [0.375, 1.25]. */
+static int normalise(cdm_mpc *m, cdm_shr *c, cdm_shr *h, const cdm_shr *x, int frac_in,
+		     int kmin, int kmax, int pre, const uint64_t *hval, struct cdm_err *err)
+{
+	int F = cdm_mpc_frac(m), K = kmax - kmin + 1, rc;
+	size_t n = x->n;
+	cdm_shr g[64], f = {0}, c0 = {0};
+	uint64_t fval[66], cval[66];
+	if ((rc = nl_new(g, K, n, err)) < 0)
+		return rc;
+	rc = nl_buckets(m, g, x, kmin, kmax, pre + frac_in - F, err);
+	fval[0] = fval[K] = 0;
+	cval[0] = cval[K] = nl_enc(0.75, frac_in);
+	for (int b = 1; b < K; b++) {
+		fval[b] = nl_enc(ldexp(1.0, -(kmin + b)), F);
+		cval[b] = 0;
+	}
+	if (rc == 0)
+		rc = nl_new(&f, 1, n, err);
+	if (rc == 0)
+		rc = nl_new(&c0, 1, n, err);
+	if (rc == 0) {
+		nl_bucket_lincomb(m, &f, g, kmin, kmax, fval);
+		nl_bucket_lincomb(m, &c0, g, kmin, kmax, cval);
+		nl_bucket_lincomb(m, h, g, kmin, kmax, hval);
+		rc = nl_mul_shift(m, c, x, &f, F, err);
+	}
+	if (rc == 0)
+		cdm_mpc_add(m, c, c, &c0);
+	nl_free(g, K);
+	cdm_shr_free(&f);
+	cdm_shr_free(&c0);
+	return rc;
+}
+
+/* Quadratic first guess at P bits from c at P bits. */
+static int guess(cdm_mpc *m, cdm_shr *r, const cdm_shr *c, const double *g, int P,
+		 struct cdm_err *err)
+{
+	cdm_shr c2 = {0}, acc = {0};
+	int rc = nl_mul_shift(m, &c2, c, c, P, err);
+	if (rc == 0)
+		rc = cdm_shr_new(&acc, c->n, err);
+	if (rc == 0) {
+		cdm_mpc_add_const(m, &acc, &acc, nl_enc(g[0], 2 * P));
+		nl_axpy(m, &acc, c, nl_enc(g[1], P), 1);
+		nl_axpy(m, &acc, &c2, nl_enc(g[2], P), 1);
+		rc = cdm_mpc_trunc(m, r, &acc, P, err);
+	}
+	cdm_shr_free(&c2);
+	cdm_shr_free(&acc);
+	return rc;
+}
+
+/* Output scale bits for h so that r (< 2^1.5 at P bits) times h (<= hmax
+ * = 2^hlog) stays below 2^62. */
+static int hbits(int P, int hlog, int frac_out)
+{
+	int G = frac_out + 8;
+	if (G > 60 - P - hlog)
+		G = 60 - P - hlog;
+	return G;
+}
+
+int nl_cdm_recip(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, int frac_in, int kmin, int kmax,
+		 int pre, int frac_out, struct cdm_err *err)
+{
+	int K = kmax - kmin + 1, P = frac_in, G = hbits(P, kmin < 0 ? -kmin : 0, frac_out), rc;
+	size_t n = x->n;
+	uint64_t hval[66];
+	hval[0] = nl_enc(0.75 * ldexp(1.0, -kmin), G);
+	hval[K] = nl_enc(0.75 * ldexp(1.0, -kmax), G);
+	for (int b = 1; b < K; b++)
+		hval[b] = nl_enc(ldexp(1.0, -(kmin + b)), G);
+	cdm_shr c = {0}, h = {0}, r = {0}, e = {0}, t = {0};
+	rc = nl_new(&c, 1, n, err);
+	if (rc == 0)
+		rc = nl_new(&h, 1, n, err);
+	if (rc == 0)
+		rc = normalise(m, &c, &h, x, frac_in, kmin, kmax, pre, hval, err);
+	if (rc == 0)
+		rc = nl_new(&r, 1, n, err);
+	if (rc == 0)
+		rc = guess(m, &r, &c, nl_recip_guess, P, err);
+	/* Newton: r <- r (2 - c r); relative error squares each step. */
+	for (int it = 0; rc == 0 && it < 2; it++) {
+		cdm_shr_free(&e);
+		cdm_shr_free(&t);
+		rc = nl_mul_shift(m, &e, &c, &r, P, err);
+		if (rc == 0) {
+			cdm_mpc_mul_int(m, &e, &e, (uint64_t)-1);
+			cdm_mpc_add_const(m, &e, &e, nl_enc(2.0, P));
+			rc = nl_mul_shift(m, &t, &r, &e, P, err);
+		}
+		if (rc == 0)
+			memcpy(r.a, t.a, n * 8), memcpy(r.b, t.b, n * 8);
+	}
+	if (rc == 0)
+		rc = nl_mul_shift(m, out, &r, &h, P + G - frac_out, err);
+	cdm_shr_free(&c), cdm_shr_free(&h), cdm_shr_free(&r);
+	cdm_shr_free(&e), cdm_shr_free(&t);
+	return rc;
+}
+
+int nl_cdm_rsqrt(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, int kmin, int kmax, int pre,
+		 struct cdm_err *err)
+{
+	int F = cdm_mpc_frac(m), P = F, K = kmax - kmin + 1;
+	int G = hbits(P, kmin < 0 ? (-kmin + 1) / 2 : 0, F), rc;
+	size_t n = x->n;
+	uint64_t hval[66];
+	double s75 = sqrt(0.75);
+	hval[0] = nl_enc(s75 * pow(2.0, -kmin / 2.0), G);
+	hval[K] = nl_enc(s75 * pow(2.0, -kmax / 2.0), G);
+	for (int b = 1; b < K; b++)
+		hval[b] = nl_enc(pow(2.0, -(kmin + b) / 2.0), G);
+	cdm_shr c = {0}, h = {0}, r = {0}, e = {0}, t = {0};
+	rc = nl_new(&c, 1, n, err);
+	if (rc == 0)
+		rc = nl_new(&h, 1, n, err);
+	if (rc == 0)
+		rc = normalise(m, &c, &h, x, F, kmin, kmax, pre, hval, err);
+	if (rc == 0)
+		rc = nl_new(&r, 1, n, err);
+	if (rc == 0)
+		rc = guess(m, &r, &c, nl_rsqrt_guess, P, err);
+	/* Newton: r <- r (3 - c r^2) / 2 */
+	for (int it = 0; rc == 0 && it < 2; it++) {
+		cdm_shr_free(&e);
+		cdm_shr_free(&t);
+		rc = nl_mul_shift(m, &t, &c, &r, P, err);
+		if (rc == 0)
+			rc = nl_mul_shift(m, &e, &t, &r, P, err);
+		if (rc == 0) {
+			cdm_mpc_mul_int(m, &e, &e, (uint64_t)-1);
+			cdm_mpc_add_const(m, &e, &e, nl_enc(3.0, P));
+			cdm_shr_free(&t);
+			rc = nl_mul_shift(m, &t, &r, &e, P + 1, err);
+		}
+		if (rc == 0)
+			memcpy(r.a, t.a, n * 8), memcpy(r.b, t.b, n * 8);
+	}
+	if (rc == 0)
+		rc = nl_mul_shift(m, out, &r, &h, P + G - F, err);
+	cdm_shr_free(&c), cdm_shr_free(&h), cdm_shr_free(&r);
+	cdm_shr_free(&e), cdm_shr_free(&t);
+	return rc;
+}
+
+int nl_cdm_op(cdm_mpc *m, enum cdm_nl_op op, cdm_shr *out, const cdm_shr *x,
+	      struct cdm_err *err)
+{
+	int F = cdm_mpc_frac(m);
+	switch (op) {
+	case CDM_NL_EXP: return nl_cdm_exp(m, out, x, F, 1, err);
+	/* x/32 < 2^15 for x < 2^20: every comparison stays in range. */
+	case CDM_NL_RECIPROCAL: return nl_cdm_recip(m, out, x, F, -14, 20, 5, F, err);
+	case CDM_NL_RSQRT: return nl_cdm_rsqrt(m, out, x, -14, 20, 5, err);
+	case CDM_NL_SIGMOID: return nl_pw_eval(m, &nl_pw_sigmoid, out, x, err);
+	case CDM_NL_TANH: return nl_pw_eval(m, &nl_pw_tanh, out, x, err);
+	case CDM_NL_SILU: return nl_pw_eval(m, &nl_pw_silu, out, x, err);
+	case CDM_NL_GELU: return nl_pw_eval(m, &nl_pw_gelu, out, x, err);
+	case CDM_NL_MISH: return nl_pw_eval(m, &nl_pw_mish, out, x, err);
+	case CDM_NL_SOFTPLUS: return nl_pw_eval(m, &nl_pw_softplus, out, x, err);
+	default: return cdm_fail(err, CDM_EINPUT, "nonlin: unknown op %d", (int)op);
+	}
+}
