@@ -109,6 +109,28 @@ static const char *zerr(size_t code)
 	return ZSTD_getErrorName(code);
 }
 
+/* The output is full at the limit: what remains may only be frame
+ * epilogues or empty frames. Anything that decodes to a byte is too much. */
+static int probe_rest(ZSTD_DStream *ds, ZSTD_inBuffer *in, size_t *ret, uint64_t limit,
+		      const char *what, struct cdm_err *err)
+{
+	for (;;) {
+		uint8_t probe;
+		ZSTD_outBuffer pb = {&probe, 1, 0};
+		size_t in0 = in->pos;
+		*ret = ZSTD_decompressStream(ds, &pb, in);
+		if (ZSTD_isError(*ret))
+			return cdm_fail(err, CDM_EINPUT, "%s: corrupt zstd data: %s", what,
+					zerr(*ret));
+		if (pb.pos)
+			return cdm_fail(err, CDM_EINPUT,
+					"%s: zstd content exceeds the limit of %llu bytes", what,
+					(unsigned long long)limit);
+		if ((*ret == 0 && in->pos == in->size) || in->pos == in0)
+			return 0; /* done, or no progress: the caller judges *ret */
+	}
+}
+
 int cdm_zstd_decompress(const void *src, size_t srclen, uint64_t limit, const char *what,
 			uint8_t **out, size_t *outlen, struct cdm_err *err)
 {
@@ -144,34 +166,31 @@ int cdm_zstd_decompress(const void *src, size_t srclen, uint64_t limit, const ch
 	while (rc == 0) {
 		ob.dst = buf;
 		ob.size = cap;
+		size_t in0 = in.pos, out0 = ob.pos;
 		ret = ZSTD_decompressStream(ds, &ob, &in);
 		if (ZSTD_isError(ret)) {
 			rc = cdm_fail(err, CDM_EINPUT, "%s: corrupt zstd data: %s", what, zerr(ret));
 			break;
 		}
-		if (in.pos == in.size && ob.pos < ob.size)
-			break; /* all input consumed and the decoder had room to spare */
-		if (ob.pos == ob.size) {
-			if (ob.pos >= limit) {
-				/* Full at the limit: any further output is too much. */
-				uint8_t probe;
-				ZSTD_outBuffer pb = {&probe, 1, 0};
-				size_t r2 = ZSTD_decompressStream(ds, &pb, &in);
-				if (!ZSTD_isError(r2) && pb.pos == 0 && in.pos == in.size) {
-					ret = r2;
-					break;
-				}
-				rc = cdm_fail(err, CDM_EINPUT,
-					      "%s: zstd content exceeds the limit of %llu bytes", what,
-					      (unsigned long long)limit);
-				break;
-			}
-			rc = grow(&buf, &cap, cap + 1, limit, what, err);
+		if (ret == 0 && in.pos == in.size)
+			break; /* last frame complete */
+		if (ob.pos < ob.size) {
+			if (in.pos == in.size || (in.pos == in0 && ob.pos == out0))
+				break; /* starved: the stream is truncated (ret != 0) */
+			continue;
 		}
+		if (ob.pos < limit) {
+			rc = grow(&buf, &cap, cap + 1, limit, what, err);
+			continue;
+		}
+		rc = probe_rest(ds, &in, &ret, limit, what, err);
+		break;
 	}
 	ZSTD_freeDStream(ds);
 	if (rc == 0 && ret != 0)
 		rc = cdm_fail(err, CDM_EINPUT, "%s: truncated zstd stream", what);
+	if (rc == 0 && in.pos != in.size)
+		rc = cdm_fail(err, CDM_EINPUT, "%s: data after the zstd stream", what);
 	if (rc < 0) {
 		free(buf);
 		return rc;

@@ -525,6 +525,54 @@ static void test_atomic(void)
 	unlink(p);
 }
 
+/* "-" writes to stdout; a zstd stream without a declared size is still
+ * held to the read limit (streaming path). */
+static void test_stdout_and_stream_limit(uint64_t *rng)
+{
+	struct cdm_err err = {0};
+	char p[96];
+	path_in_tmp(p, sizeof p, "stdout.safetensors");
+	int fd = open(p, O_CREAT | O_TRUNC | O_WRONLY, 0644);
+	int saved = dup(1);
+	fflush(stdout);
+	dup2(fd, 1);
+	close(fd);
+	cdm_st_writer *w = make_writer(rng);
+	int rc = cdm_st_writer_save(w, "-", 0644, 0, &err);
+	cdm_st_writer_free(w);
+	dup2(saved, 1);
+	close(saved);
+	CHECK(rc == 0, "save to stdout: %s", err.msg);
+	cdm_st *st = NULL;
+	CHECK(cdm_st_open(&st, p, &err) == 0, "read back stdout output: %s", err.msg);
+	if (st)
+		check_contents(st, "stdout");
+	cdm_st_close(st);
+	CHECK(count_temps(tmpdir) == 0, "no temporary for stdout");
+
+	/* zstd frame with unknown content size: 1 MiB of zeros */
+	static uint8_t zeros[1 << 20];
+	cdm_sink *s;
+	char pz[96];
+	path_in_tmp(pz, sizeof pz, "stream.zst");
+	CHECK(cdm_sink_open(&s, pz, 3, UINT64_MAX, &err) == 0, "sink");
+	for (int i = 0; i < 4; i++)
+		cdm_sink_write(s, zeros, sizeof zeros / 4, &err);
+	CHECK(cdm_sink_commit(s, 0644, &err) == 0, "commit: %s", err.msg);
+	uint8_t *b;
+	size_t n;
+	CHECK(cdm_read_file(pz, sizeof zeros, &b, &n, &err) == 0 && n == sizeof zeros &&
+	      b[12345] == 0, "stream decompresses at exactly the limit: %s", err.msg);
+	cdm_free(b);
+	CHECK(cdm_read_file(pz, sizeof zeros - 1, &b, &n, &err) == CDM_EINPUT &&
+	      strstr(err.msg, "zstd content exceeds the limit of 1048575 bytes"),
+	      "stream over the limit: %s", err.msg);
+	CHECK(cdm_read_file(pz, 1000, &b, &n, &err) == CDM_EINPUT &&
+	      strstr(err.msg, "exceeds the limit"), "stream far over the limit: %s", err.msg);
+	unlink(pz);
+	unlink(p);
+}
+
 int main(void)
 {
 	uint64_t rng = check_seed();
@@ -537,6 +585,7 @@ int main(void)
 	test_stdin(&rng);
 	test_f16();
 	test_atomic();
+	test_stdout_and_stream_limit(&rng);
 	rmdir(tmpdir);
 	return check_done();
 }
