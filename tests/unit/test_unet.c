@@ -15,6 +15,7 @@
 
 #include "check.h"
 #include "fmt/st.h"
+#include "model/config.h"
 #include "model/unet.h"
 #include "nn/nn.h"
 
@@ -173,6 +174,95 @@ static void hostile(const char *root)
 	cdm_nn_plain_free(nn);
 }
 
+/* Config parsing: defaults of diffusers.md §2.1, null rules, refusals. */
+static void config_rules(void)
+{
+	struct cdm_unet_config c;
+	struct cdm_err err = {0};
+	const char *j = "{}";
+	CHECK(cdm_unet_config_parse(&c, j, strlen(j), "config.json", &err) == 0, "{}: %s", err.msg);
+	CHECK(c.n_blocks == 4 && c.boc[0] == 224 && c.boc[3] == 896 && c.attention_head_dim == 8 &&
+		      c.norm_num_groups == 32 && c.mid_attn_groups == 32 && c.layers_per_block == 2 &&
+		      c.flip_sin_to_cos && c.freq_shift == 0 && c.norm_eps == 1e-5 &&
+		      c.downsample_padding == 1 && c.has_mid && c.add_attention && c.temb_dim == 896 &&
+		      !c.down_attn[0] && c.down_attn[1] && c.up_attn[0] && !c.up_attn[3] &&
+		      c.in_channels == 3 && c.act == CDM_ACT_SILU && !c.num_class_embeds,
+	      "defaults");
+	j = "{\"attention_head_dim\":null,\"resnet_time_scale_shift\":\"scale_shift\","
+	    "\"attn_norm_num_groups\":null,\"act_fn\":\"swish\",\"whatever\":[1],"
+	    "\"_use_default_values\":[\"norm_eps\"],\"norm_eps\":0.5}";
+	CHECK(cdm_unet_config_parse(&c, j, strlen(j), "config.json", &err) == 0 &&
+		      c.attention_head_dim == 0 && c.mid_attn_groups == 0 && c.scale_shift &&
+		      c.norm_eps == 1e-5 && c.act == CDM_ACT_SILU,
+	      "nulls and _use_default_values: %s", err.msg);
+	j = "{\"down_block_types\":[\"DownBlock2D\",\"CrossAttnDownBlock2D\",\"DownBlock2D\","
+	    "\"DownBlock2D\"]}";
+	CHECK(cdm_unet_config_parse(&c, j, strlen(j), "config.json", &err) == CDM_EINPUT &&
+		      !strcmp(err.msg, "config.json: down_block_types[1] = 'CrossAttnDownBlock2D' "
+				       "is not supported"),
+	      "cross-attention refused: %s", err.msg);
+	j = "{\"time_embedding_type\":\"fourier\"}";
+	CHECK(cdm_unet_config_parse(&c, j, strlen(j), "config.json", &err) == CDM_EINPUT &&
+		      strstr(err.msg, "time_embedding_type = 'fourier'"),
+	      "fourier refused: %s", err.msg);
+	j = "{\"block_out_channels\":[4,8],\"down_block_types\":[\"DownBlock2D\"]}";
+	CHECK(cdm_unet_config_parse(&c, j, strlen(j), "config.json", &err) == CDM_EINPUT,
+	      "block count mismatch: %s", err.msg);
+	j = "{\"act_fn\":\"tanh\"}";
+	CHECK(cdm_unet_config_parse(&c, j, strlen(j), "config.json", &err) == CDM_EINPUT &&
+		      strstr(err.msg, "act_fn = 'tanh'"), "act refused: %s", err.msg);
+	j = "{\"layers_per_block\":\"2\"}";
+	CHECK(cdm_unet_config_parse(&c, j, strlen(j), "config.json", &err) == CDM_EINPUT &&
+		      strstr(err.msg, "layers_per_block"), "type error: %s", err.msg);
+	CHECK(cdm_unet_config_parse(&c, "{\"a\":", 5, "config.json", &err) == CDM_EINPUT &&
+		      strstr(err.msg, "config.json: line"), "syntax error: %s", err.msg);
+}
+
+/* A pipeline folder (model_index.json + unet/), and a weight file that does
+ * not fit the config (clean shape message). */
+static void folders(const char *root)
+{
+	struct cdm_err err = {0};
+	char tmpl[] = "/tmp/cdm-test-unet-XXXXXX", path[8600], src[4200];
+	char *d = mkdtemp(tmpl);
+	cdm_nn *nn = NULL;
+	cdm_unet *u = NULL;
+	CHECK(d != NULL, "mkdtemp");
+	if (!d || cdm_nn_plain_new(&nn, &err) < 0)
+		return;
+	snprintf(path, sizeof path, "%s/model_index.json", d);
+	FILE *f = fopen(path, "w");
+	if (f) {
+		fputs("{\"_class_name\":\"DDPMPipeline\"}", f);
+		fclose(f);
+	}
+	snprintf(path, sizeof path, "%s/unet", d);
+	char *abs = realpath(root, NULL);
+	snprintf(src, sizeof src, "%s/a_headdim3", abs ? abs : root);
+	free(abs);
+	CHECK(symlink(src, path) == 0, "symlink");
+	struct cdm_model_paths p;
+	CHECK(cdm_unet_load(&u, nn, d, &p, &err) == 0 && strstr(p.config, "/unet/config.json") &&
+		      p.sched_config[0] == 0,
+	      "pipeline folder: %s", err.msg);
+	cdm_unet_free(u);
+	u = NULL;
+	/* the a_headdim3 weights with a config that wants 12 channels */
+	struct cdm_unet_config c = {0};
+	snprintf(path, sizeof path, "%s/config.json", src);
+	CHECK(cdm_unet_config_load(&c, path, &err) == 0, "config: %s", err.msg);
+	c.boc[0] = 12;
+	CHECK(cdm_unet_new(&u, nn, &c, &err) == CDM_EINPUT && !u && strstr(err.msg, "conv_in.weight") &&
+		      strstr(err.msg, "[12,3,3,3]"),
+	      "shape mismatch: %s", err.msg);
+	snprintf(path, sizeof path, "%s/unet", d);
+	unlink(path);
+	snprintf(path, sizeof path, "%s/model_index.json", d);
+	unlink(path);
+	rmdir(d);
+	cdm_nn_plain_free(nn);
+}
+
 int main(void)
 {
 	check_seed();
@@ -201,7 +291,10 @@ int main(void)
 		CHECK(rel < 1e-5, "%s: max relative error %.3g >= 1e-5", names[i], rel);
 		free(names[i]);
 	}
-	if (n > 0)
+	if (n > 0) {
 		hostile(root);
+		folders(root);
+	}
+	config_rules();
 	return check_done();
 }
