@@ -108,7 +108,7 @@ static int normalise(cdm_mpc *m, cdm_shr *c, cdm_shr *h, const cdm_shr *x, int f
 	uint64_t fval[66], cval[66];
 	if ((rc = nl_new(g, K, n, err)) < 0)
 		return rc;
-	rc = nl_buckets(m, g, x, kmin, kmax, pre + frac_in - F, err);
+	rc = nl_buckets(m, g, x, kmin, kmax, pre, frac_in - F, err);
 	fval[0] = fval[K] = 0;
 	cval[0] = cval[K] = nl_enc(0.75, frac_in);
 	for (int b = 1; b < K; b++) {

@@ -108,6 +108,8 @@ int nl_seg_select(cdm_mpc *m, cdm_shr *out, const cdm_shr *P, const cdm_shr *b, 
 {
 	size_t n = P[0].n;
 	cdm_shr D = {0}, B = {0}, R = {0};
+	if (!out->a && !out->b && out->n == 0)
+		CDM_TRY(cdm_shr_new(out, n, err));
 	int rc = nl_new(&D, 1, n * (size_t)K, err);
 	if (rc == 0)
 		rc = nl_new(&B, 1, n * (size_t)K, err);
@@ -316,15 +318,15 @@ int nl_pw_eval(cdm_mpc *m, const struct nl_pw *f, cdm_shr *out, const cdm_shr *x
 }
 
 int nl_buckets(cdm_mpc *m, cdm_shr *g, const cdm_shr *x, int kmin, int kmax, int pre,
-	       struct cdm_err *err)
+	       int xbits, struct cdm_err *err)
 {
 	double t[64];
 	int K = kmax - kmin + 1;
 	if (K > 64)
 		return cdm_fail(err, CDM_EINTERNAL, "nonlin: %d buckets", K);
 	for (int k = 0; k < K; k++)
-		t[k] = ldexp(1.0, kmin + k);
-	return nl_cmp_consts(m, g, x, t, K, pre, err);
+		t[k] = ldexp(1.0, kmin + k + xbits);
+	return nl_cmp_consts(m, g, x, t, K, pre + xbits, err);
 }
 
 void nl_bucket_lincomb(cdm_mpc *m, cdm_shr *out, const cdm_shr *g, int kmin, int kmax,

@@ -60,7 +60,8 @@ int nl_cmp_consts(cdm_mpc *m, cdm_shr *bits, const cdm_shr *x, const double *t, 
 
 /* Select among K+1 segment values P[0..K] (same scale) with the monotone
  * bits b[k] = [x < t_k]: out = P[K] + sum_k b[k]*(P[k-1]-P[k]), K
- * products in one round, exact (garbage in unselected P cancels). */
+ * products in one round, exact (garbage in unselected P cancels). out:
+ * zeroed (allocated here) or n elements. */
 int nl_seg_select(cdm_mpc *m, cdm_shr *out, const cdm_shr *P, const cdm_shr *b, int K,
 		  struct cdm_err *err);
 
@@ -75,12 +76,13 @@ int nl_pw_eval(cdm_mpc *m, const struct nl_pw *f, cdm_shr *out, const cdm_shr *x
 	       struct cdm_err *err);
 
 /* Bucket a positive x by powers of two: g[k - kmin] = [x < 2^k] for k in
- * [kmin, kmax] (compared after a right shift by `pre`). Then lincomb: out
+ * [kmin, kmax] (compared after a right shift by `pre`; x has F + xbits
+ * fraction bits). Then lincomb: out
  * = sum over the buckets (x < 2^kmin), [2^(k-1), 2^k) for k in
  * (kmin, kmax], (x >= 2^kmax) of onehot * val[bucket] -- val has
  * kmax-kmin+2 ring constants, bottom first, top last. Local. */
 int nl_buckets(cdm_mpc *m, cdm_shr *g, const cdm_shr *x, int kmin, int kmax, int pre,
-	       struct cdm_err *err);
+	       int xbits, struct cdm_err *err);
 void nl_bucket_lincomb(cdm_mpc *m, cdm_shr *out, const cdm_shr *g, int kmin, int kmax,
 		       const uint64_t *val);
 

@@ -92,7 +92,7 @@ int nl_spu_recip(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, struct cdm_err *err
 	if (rc == 0)
 		rc = mul_int_sh(m, &a, x, &s, err);
 	if (rc == 0)
-		rc = nl_buckets(m, g, &a, SPU_KMIN, SPU_KMAX, 0, err);
+		rc = nl_buckets(m, g, &a, SPU_KMIN, SPU_KMAX, 0, 0, err);
 	if (rc == 0)
 		rc = nl_new(&f, 1, n, err);
 	if (rc == 0) {
@@ -209,7 +209,7 @@ int nl_spu_rsqrt(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, struct cdm_err *err
 	memset(p, 0, sizeof p);
 	if ((rc = nl_new(g, K, n, err)) < 0)
 		return rc;
-	rc = nl_buckets(m, g, x, SPU_KMIN, SPU_KMAX, 0, err);
+	rc = nl_buckets(m, g, x, SPU_KMIN, SPU_KMAX, 0, 0, err);
 	spu_factors(fval, 1, F);
 	cval[0] = nl_enc(pow(2.0, (SPU_KMIN + 1) / 2.0), F);
 	for (int b = 1; b < K; b++)
@@ -251,7 +251,7 @@ static int spu_log_ge1(cdm_mpc *m, cdm_shr *out, const cdm_shr *y, struct cdm_er
 	memset(p, 0, sizeof p);
 	if ((rc = nl_new(g, K, n, err)) < 0)
 		return rc;
-	rc = nl_buckets(m, g, y, KMIN, KMAX, 0, err);
+	rc = nl_buckets(m, g, y, KMIN, KMAX, 0, 0, err);
 	for (int b = 0; b <= K; b++) {
 		int k = b == 0 ? 1 : KMIN + b; /* bucket [2^(k-1), 2^k) */
 		fval[b] = nl_enc(ldexp(1.0, -(k - 1)), F);
