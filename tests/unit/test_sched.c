@@ -434,6 +434,75 @@ static void test_threshold(void)
 	cdm_nn_free(nn, o);
 }
 
+/* End to end with an exact denoiser: data x0 ~ N(mu, s^2) elementwise has the
+ * exact model eps(x_t) = (x_t - sqrt(a) E[x0|x_t]) / sqrt(1-a) with
+ * E[x0|x_t] = mu + sqrt(a) s^2 (x_t - sqrt(a) mu) / (a s^2 + 1 - a).
+ * A correct sampler run from x_T ~ N(0,1) must end with mean ~ mu and
+ * std ~ s (this checks timesteps, prev_t rules, signs and the multistep
+ * history together). */
+static double gauss(void)
+{
+	double u1 = check_uniform(&rng, 1e-12, 1), u2 = check_uniform(&rng, 0, 1);
+	return sqrt(-2 * log(u1)) * cos(2 * M_PI * u2);
+}
+
+static void sample_gaussian(enum cdm_sampler_kind kind, int64_t steps, double eta, double sd,
+			    const char *what)
+{
+	enum { NE = 64 * 64 };
+	const double mu = 0.2;
+	cdm_sampler *s = mk_sampler(kind, NULL, steps, eta);
+	if (!s)
+		return;
+	const float *ac = cdm_sampler_alphas_cumprod(s);
+	static float x[NE], e[NE], z[NE];
+	for (int i = 0; i < NE; i++)
+		x[i] = (float)gauss();
+	struct cdm_err err = {0};
+	int64_t d[4] = {1, 1, 64, 64};
+	cdm_tensor *tx = NULL, *hist = NULL;
+	int ok = cdm_nn_public(nn, 4, d, x, &tx, &err) == 0;
+	for (int64_t k = 0; ok && k < steps; k++) {
+		double a = ac[cdm_sampler_timesteps(s)[k]];
+		const float *xv = cdm_nn_plain_data(tx);
+		for (int i = 0; i < NE; i++) {
+			double m = mu + sqrt(a) * sd * sd * (xv[i] - sqrt(a) * mu) / (a * sd * sd + 1 - a);
+			e[i] = (float)((xv[i] - sqrt(a) * m) / sqrt(1 - a));
+			z[i] = (float)gauss();
+		}
+		cdm_tensor *te = NULL, *tz = NULL, *nx = NULL, *x0 = NULL;
+		ok = cdm_nn_public(nn, 4, d, e, &te, &err) == 0 &&
+		     cdm_nn_public(nn, 4, d, z, &tz, &err) == 0 &&
+		     cdm_sampler_step(s, nn, k, tx, te, tz, hist, &nx, &x0, &err) == 0;
+		cdm_nn_free(nn, te);
+		cdm_nn_free(nn, tz);
+		cdm_nn_free(nn, tx);
+		cdm_nn_free(nn, hist);
+		tx = nx;
+		hist = x0;
+	}
+	CHECK(ok, "%s: %s", what, err.msg);
+	if (ok) {
+		const float *xv = cdm_nn_plain_data(tx);
+		double m1 = 0, m2 = 0, worst = 0;
+		for (int i = 0; i < NE; i++) {
+			m1 += xv[i], m2 += (double)xv[i] * xv[i];
+			worst = fmax(worst, fabs(xv[i] - mu));
+		}
+		m1 /= NE;
+		double std = sqrt(m2 / NE - m1 * m1);
+		if (sd == 0) /* a point mass: x0 is exact at every step, so is the end */
+			CHECK(worst < 1e-4, "%s: point mass: max |x - mu| = %.3g", what, worst);
+		else
+			CHECK(fabs(m1 - mu) < 0.02 && fabs(std / sd - 1) < 0.04,
+			      "%s: final mean %.4f (want %.2f), std %.4f (want %.2f)", what, m1, mu,
+			      std, sd);
+	}
+	cdm_nn_free(nn, tx);
+	cdm_nn_free(nn, hist);
+	cdm_sampler_free(s);
+}
+
 int main(void)
 {
 	rng = check_seed();
@@ -449,6 +518,17 @@ int main(void)
 	test_dpm();
 	test_config();
 	test_threshold();
+	/* coarse schedules: a point mass must come out exactly */
+	sample_gaussian(CDM_SAMPLER_DDIM, 50, 0, 0, "ddim 50, point mass");
+	sample_gaussian(CDM_SAMPLER_DDIM, 50, 1, 0, "ddim 50 eta 1, point mass");
+	sample_gaussian(CDM_SAMPLER_DPMPP, 20, 0, 0, "dpmpp 20, point mass");
+	sample_gaussian(CDM_SAMPLER_DPMPP, 10, 0, 0, "dpmpp 10, point mass");
+	sample_gaussian(CDM_SAMPLER_DDPM, 100, 0, 0, "ddpm 100, point mass");
+	/* fine schedules: the distribution N(0.2, 0.3^2) (coarse ones shrink the
+	 * spread: DPM++ 20 ends with the posterior mean at t=50, std 0.26) */
+	sample_gaussian(CDM_SAMPLER_DDIM, 250, 0, 0.3, "ddim 250 on N(0.2, 0.3^2)");
+	sample_gaussian(CDM_SAMPLER_DPMPP, 100, 0, 0.3, "dpmpp 100 on N(0.2, 0.3^2)");
+	sample_gaussian(CDM_SAMPLER_DDPM, 1000, 0, 0.3, "ddpm 1000 on N(0.2, 0.3^2)");
 	cdm_nn_plain_free(nn);
 	return check_done();
 }
