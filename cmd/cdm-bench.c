@@ -1,3 +1,200 @@
-/* cdm-bench: placeholder until its issue lands. */
+/*
+ * cdm-bench: per-operation costs of the secure engine (ops) and ring GEMM
+ * throughput against float32 GEMM (gemm). Thin: parses flags, calls
+ * cdm_bench_op / cdm_bench_gemm, prints a table or SPEC section 7's JSON.
+ */
+#include <getopt.h>
 #include <stdio.h>
-int main(void) { fprintf(stderr, "cdm-bench: not implemented yet\n"); return 1; }
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench/gemm.h"
+#include "bench/ops.h"
+#include "common.h"
+
+#define PROG "cdm-bench"
+#define SYNOPSIS                                                                           \
+	"cdm-bench ops [--n N] [--reps R] [--protocols cdm,spu,cipherdm] [--ops LIST] [--json]\n" \
+	"       cdm-bench gemm [--json]"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: %s\n"
+		   "  ops   bytes per element, rounds, median time and max error of each\n"
+		   "        operation under each protocol suite (three parties in threads)\n"
+		   "  gemm  ring (uint64) GEMM against float32 GEMM of the same shape\n"
+		   "  --n N            elements per operation (default 100000)\n"
+		   "  --reps R         timed runs, median reported (default 5, at least 5)\n"
+		   "  --protocols L    comma list of suites (default cdm,spu,cipherdm)\n"
+		   "  --ops L          comma list of operations (default all: mul, trunc, mul_trunc,\n"
+		   "                   lt, select, relu, max, exp, reciprocal, rsqrt, sigmoid, tanh,\n"
+		   "                   silu, gelu, mish, softplus, softmax, groupnorm)\n"
+		   "  --json           machine-readable output (SPEC section 7)\n"
+		   "  -q               no progress on stderr\n",
+		SYNOPSIS);
+}
+
+/* Split a comma list in place into at most cap items. */
+static int split(char *s, char **items, int cap)
+{
+	int n = 0;
+	for (char *t = strtok(s, ","); t; t = strtok(NULL, ","))
+		if (n < cap)
+			items[n++] = t;
+		else
+			return -1;
+	return n;
+}
+
+static void print_json_num(double v)
+{
+	if (v == 0 || (v >= 1e-3 && v < 1e6))
+		printf("%.6g", v);
+	else
+		printf("%.3e", v);
+}
+
+static int cmd_ops(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{"help", no_argument, NULL, 'h'}, {"json", no_argument, NULL, 'j'},
+		{"n", required_argument, NULL, 'n'}, {"ops", required_argument, NULL, 'o'},
+		{"protocols", required_argument, NULL, 'p'}, {"quiet", no_argument, NULL, 'q'},
+		{"reps", required_argument, NULL, 'r'}, {0, 0, 0, 0}};
+	long long n = 100000, reps = 5;
+	int json = 0, quiet = 0, c;
+	char pbuf[256] = "cdm,spu,cipherdm", obuf[512] = "";
+	struct cdm_err err = {0};
+	while ((c = getopt_long(argc, argv, "hjn:o:p:qr:", lo, NULL)) != -1) {
+		switch (c) {
+		case 'h': usage(stdout); return 0;
+		case 'j': json = 1; break;
+		case 'n':
+			if (cdm_cli_int("--n", optarg, 1, 10000000, &n, &err) < 0)
+				return cdm_cli_fail(PROG, &err);
+			break;
+		case 'o': snprintf(obuf, sizeof obuf, "%s", optarg); break;
+		case 'p': snprintf(pbuf, sizeof pbuf, "%s", optarg); break;
+		case 'q': quiet = 1; break;
+		case 'r':
+			if (cdm_cli_int("--reps", optarg, 5, 1000, &reps, &err) < 0)
+				return cdm_cli_fail(PROG, &err);
+			break;
+		default: return cdm_cli_usage_error(PROG, SYNOPSIS, "unknown option");
+		}
+	}
+	if (optind < argc)
+		return cdm_cli_usage_error(PROG, SYNOPSIS, "unexpected argument");
+	char *suites[8], *ops[32];
+	int ns = split(pbuf, suites, 8), no = 0;
+	if (ns <= 0)
+		return cdm_cli_usage_error(PROG, SYNOPSIS, "--protocols: empty or too long list");
+	for (int i = 0; i < ns; i++)
+		if (cdm_suite_parse(suites[i]) < 0) {
+			fprintf(stderr, "%s: --protocols: unknown suite '%s' (cdm, spu, cipherdm)\n", PROG,
+				suites[i]);
+			return 1;
+		}
+	if (obuf[0]) {
+		no = split(obuf, ops, 32);
+		if (no <= 0)
+			return cdm_cli_usage_error(PROG, SYNOPSIS, "--ops: empty or too long list");
+		for (int i = 0; i < no; i++) {
+			int ok = 0;
+			for (int k = 0; cdm_bench_op_names[k]; k++)
+				ok |= strcmp(ops[i], cdm_bench_op_names[k]) == 0;
+			if (!ok) {
+				fprintf(stderr, "%s: --ops: unknown operation '%s'\n", PROG, ops[i]);
+				return 1;
+			}
+		}
+	} else
+		for (no = 0; cdm_bench_op_names[no]; no++)
+			ops[no] = (char *)cdm_bench_op_names[no];
+	if (json)
+		printf("[");
+	else
+		printf("%-11s %-9s %9s %12s %7s %10s %11s %11s  %s\n", "op", "suite", "n",
+		       "bytes/elem", "rounds", "seconds", "max_abs", "max_rel", "domain");
+	int first = 1;
+	for (int i = 0; i < no; i++)
+		for (int k = 0; k < ns; k++) {
+			struct cdm_bench_op_result r;
+			if (!quiet)
+				fprintf(stderr, "%s: %s (%s)...\n", PROG, ops[i], suites[k]);
+			int rc = cdm_bench_op(ops[i], cdm_suite_parse(suites[k]), (size_t)n, (int)reps, &r,
+					      &err);
+			if (rc < 0) {
+				if (json)
+					printf("]\n");
+				return cdm_cli_fail(PROG, &err);
+			}
+			if (json) {
+				printf("%s\n  {\"op\": \"%s\", \"suite\": \"%s\", \"n\": %zu, \"bytes_per_elem\": ",
+				       first ? "" : ",", r.op, r.suite, r.n);
+				print_json_num(r.bytes_per_elem);
+				printf(", \"rounds\": %llu, \"seconds\": ", (unsigned long long)r.rounds);
+				print_json_num(r.seconds);
+				printf(", \"max_abs_err\": ");
+				print_json_num(r.max_abs_err);
+				printf(", \"max_rel_err\": ");
+				print_json_num(r.max_rel_err);
+				printf(", \"domain\": [%g, %g]}", r.domain[0], r.domain[1]);
+			} else
+				printf("%-11s %-9s %9zu %12.1f %7llu %10.4f %11.2e %11.2e  [%g, %g]\n", r.op,
+				       r.suite, r.n, r.bytes_per_elem, (unsigned long long)r.rounds,
+				       r.seconds, r.max_abs_err, r.max_rel_err, r.domain[0], r.domain[1]);
+			fflush(stdout);
+			first = 0;
+		}
+	if (json)
+		printf("\n]\n");
+	return 0;
+}
+
+static int cmd_gemm(int argc, char **argv)
+{
+	static const struct option lo[] = {{"help", no_argument, NULL, 'h'},
+					   {"json", no_argument, NULL, 'j'}, {0, 0, 0, 0}};
+	int json = 0, c;
+	while ((c = getopt_long(argc, argv, "hj", lo, NULL)) != -1) {
+		if (c == 'h') {
+			usage(stdout);
+			return 0;
+		}
+		if (c != 'j')
+			return cdm_cli_usage_error(PROG, SYNOPSIS, "unknown option");
+		json = 1;
+	}
+	if (optind < argc)
+		return cdm_cli_usage_error(PROG, SYNOPSIS, "unexpected argument");
+	struct cdm_bench_gemm_result r;
+	struct cdm_err err = {0};
+	if (cdm_bench_gemm(CDM_BENCH_GEMM_CONV_M, CDM_BENCH_GEMM_CONV_K, CDM_BENCH_GEMM_CONV_N,
+			   CDM_BENCH_GEMM_REPS, &r, &err) < 0)
+		return cdm_cli_fail(PROG, &err);
+	if (json)
+		printf("{\"ring_gops\": %.4g, \"f32_gflops\": %.4g, \"ratio\": %.4g, \"m\": %zu, "
+		       "\"k\": %zu, \"n\": %zu}\n",
+		       r.ring_gops, r.f32_gflops, r.ratio, r.m, r.k, r.n);
+	else
+		printf("GEMM %zu x %zu x %zu: ring %.2f Gop/s, float32 %.2f GFLOP/s (1 thread), "
+		       "ratio %.3f\n",
+		       r.m, r.k, r.n, r.ring_gops, r.f32_gflops, r.ratio);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2)
+		return cdm_cli_usage_error(PROG, SYNOPSIS, "missing subcommand");
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	if (strcmp(argv[1], "ops") == 0)
+		return cmd_ops(argc - 1, argv + 1);
+	if (strcmp(argv[1], "gemm") == 0)
+		return cmd_gemm(argc - 1, argv + 1);
+	return cdm_cli_usage_error(PROG, SYNOPSIS, "unknown subcommand (ops, gemm)");
+}
