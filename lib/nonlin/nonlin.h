@@ -29,11 +29,11 @@
  *   softplus R, abs <= 6e-4: 0 / x beyond +-7.7, x/2 + log(2cosh(x/2)) degree 8
  *   sigmoid  R, abs <= 6e-4: 0 / 1 beyond +-7.7, 1/2 + x*R(x^2) degree 8
  *   tanh     R, abs <= 6e-4: -1 / 1 beyond +-4.2, x*R(x^2) degree 10
- *   mish     R, abs <= 6e-4: 0 below -9.9, x above 5.2, two x-segments degree 10
+ *   mish     R, abs <= 6e-4: 0 below -9.9, x above 5.2, x-segments split at 0.5, degrees 10, 6
  *   exp      (-inf, 0]: relative <= 1e-3 where exp(x) >= 1e-3 (measured with the
  *            1-LSB output quantisation included), 0 below -16, never negative;
  *            x > 0 is clamped to 0 (exp = 1): an exp for max-subtracted inputs.
- *            Internally 28 fraction bits: (p4(x/16))^16.
+ *            Internally 28 fraction bits: (p4(x/32))^32.
  *   reciprocal [2^-14, 2^20) (covers [1e-4, 1e6]): relative <= 1e-3 where
  *            1/x >= 2^-F * 1000, else abs <= 2 LSB; x < 2^-14 (also <= 0) gives
  *            2^14, x >= 2^20 gives 2^-20. Normalise by 35 comparisons of x/32
