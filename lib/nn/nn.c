@@ -242,6 +242,50 @@ int cdm_nn_embed(cdm_nn *nn, const cdm_tensor *onehot, const cdm_tensor *table,
 	RUN(nn, 2, d, out, err, nn->ops->embed(nn->ctx, OUT, onehot, table, err));
 }
 
+/* An optional op the backend left NULL: one clear error instead of a crash. */
+static int unsupported(cdm_nn *nn, const char *op, struct cdm_err *err)
+{
+	return cdm_fail(err, CDM_EINPUT, "the %s backend does not support op %s", nn->ops->name,
+			op);
+}
+
+int cdm_nn_attention_causal(cdm_nn *nn, const cdm_tensor *q, const cdm_tensor *k,
+			    const cdm_tensor *v, int heads, double scale, cdm_tensor **out,
+			    struct cdm_err *err)
+{
+	*out = NULL;
+	if (q->ndim != 3 || !cdm_tensor_same_shape(q, k) || !cdm_tensor_same_shape(k, v) ||
+	    heads < 1 || q->dim[2] % heads) {
+		char why[200];
+		snprintf(why, sizeof why, "q %s, k %s, v %s with %d heads do not fit", shp(q),
+			 shp(k), shp(v), heads);
+		return bad(err, "attention_causal", why);
+	}
+	if (!nn->ops->attention_causal)
+		return unsupported(nn, "attention_causal", err);
+	RUN(nn, 3, q->dim, out, err,
+	    nn->ops->attention_causal(nn->ctx, OUT, q, k, v, heads, scale, err));
+}
+
+int cdm_nn_reshape(cdm_nn *nn, const cdm_tensor *x, int ndim, const int64_t *dim,
+		   cdm_tensor **out, struct cdm_err *err)
+{
+	*out = NULL;
+	int64_t n = 1;
+	for (int i = 0; i < ndim && ndim <= CDM_NN_MAX_DIMS; i++)
+		n *= dim[i] > 0 ? dim[i] : 0;
+	if (ndim < 1 || ndim > CDM_NN_MAX_DIMS || n != cdm_tensor_numel(x)) {
+		char why[200], b[96];
+		snprintf(why, sizeof why, "%s cannot be viewed as %s", shp(x),
+			 ndim >= 1 && ndim <= CDM_NN_MAX_DIMS ? cdm_shape_str(b, sizeof b, ndim, dim)
+							      : "a tensor of that rank");
+		return bad(err, "reshape", why);
+	}
+	if (!nn->ops->reshape)
+		return unsupported(nn, "reshape", err);
+	RUN(nn, ndim, dim, out, err, nn->ops->reshape(nn->ctx, OUT, x, err));
+}
+
 int cdm_nn_lincomb(cdm_nn *nn, int n, const cdm_tensor *const *xs, const double *coef,
 		   double c0, cdm_tensor **out, struct cdm_err *err)
 {

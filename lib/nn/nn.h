@@ -50,6 +50,7 @@ enum cdm_act {
 	CDM_ACT_RELU,
 	CDM_ACT_EXP,   /* exp(x): only the DDPM learned_range variance uses it */
 	CDM_ACT_SQRT,  /* sqrt(max(x,0)): only the DDPM learned variance uses it */
+	CDM_ACT_QUICK_GELU, /* x*sigmoid(1.702x): CLIP's "quick_gelu" MLP */
 	CDM_ACT_COUNT
 };
 
@@ -145,6 +146,17 @@ struct cdm_nn_ops {
 	 * from out's shape. */
 	int (*to_tokens)(void *ctx, cdm_tensor *out, const cdm_tensor *x, struct cdm_err *err);
 	int (*from_tokens)(void *ctx, cdm_tensor *out, const cdm_tensor *x, struct cdm_err *err);
+
+	/* ---- added for Stable Diffusion (may be NULL: the wrapper then fails
+	 * with "the X backend does not support op Y") ---- */
+	/* q, k, v [B,N,I], I % heads == 0 -> [B,N,I]: attention as above with a
+	 * causal mask, query i attends to keys j <= i only (CLIP text encoder). */
+	int (*attention_causal)(void *ctx, cdm_tensor *out, const cdm_tensor *q,
+				const cdm_tensor *k, const cdm_tensor *v, int heads, double scale,
+				struct cdm_err *err);
+	/* Same elements in row-major order under a new shape (out's shape has
+	 * the same numel), e.g. [B*L,D] <-> [B,L,D]. */
+	int (*reshape)(void *ctx, cdm_tensor *out, const cdm_tensor *x, struct cdm_err *err);
 };
 
 typedef struct cdm_nn {
@@ -188,6 +200,13 @@ int cdm_nn_attention(cdm_nn *nn, const cdm_tensor *q, const cdm_tensor *k,
 		     struct cdm_err *err);
 int cdm_nn_embed(cdm_nn *nn, const cdm_tensor *onehot, const cdm_tensor *table,
 		 cdm_tensor **out, struct cdm_err *err);
+/* Causal self-attention (optional op; see attention_causal). */
+int cdm_nn_attention_causal(cdm_nn *nn, const cdm_tensor *q, const cdm_tensor *k,
+			    const cdm_tensor *v, int heads, double scale, cdm_tensor **out,
+			    struct cdm_err *err);
+/* x viewed under a new shape of ndim dims with the same numel (optional op). */
+int cdm_nn_reshape(cdm_nn *nn, const cdm_tensor *x, int ndim, const int64_t *dim,
+		   cdm_tensor **out, struct cdm_err *err);
 int cdm_nn_lincomb(cdm_nn *nn, int n, const cdm_tensor *const *xs, const double *coef,
 		   double c0, cdm_tensor **out, struct cdm_err *err);
 /* Shorthands over lincomb. */

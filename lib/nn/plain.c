@@ -246,6 +246,8 @@ static double act1(double v, enum cdm_act kind)
 		return exp(v);
 	case CDM_ACT_SQRT:
 		return v > 0 ? sqrt(v) : 0.0;
+	case CDM_ACT_QUICK_GELU:
+		return v / (1.0 + exp(-1.702 * v));
 	default:
 		return v;
 	}
@@ -262,27 +264,33 @@ static int p_act(void *ctx, cdm_tensor *out, const cdm_tensor *x, enum cdm_act k
 
 /* ---- attention ------------------------------------------------------------ */
 
-static void softmax_rows(float *s, int64_t rows, int64_t cols)
+/* Softmax of each row over its first `cols` (causal: row r over r+1 keys,
+ * the rest set to 0, which is what a -inf mask gives). */
+static void softmax_rows_ex(float *s, int64_t rows, int64_t cols, int causal)
 {
 	for (int64_t r = 0; r < rows; r++) {
 		float *row = s + r * cols;
+		int64_t n = causal ? r + 1 : cols;
+		for (int64_t j = n; j < cols; j++)
+			row[j] = 0.0f;
 		float mx = row[0];
-		for (int64_t j = 1; j < cols; j++)
+		for (int64_t j = 1; j < n; j++)
 			mx = row[j] > mx ? row[j] : mx;
 		double sum = 0;
-		for (int64_t j = 0; j < cols; j++) {
+		for (int64_t j = 0; j < n; j++) {
 			double e = exp((double)row[j] - mx);
 			row[j] = (float)e;
 			sum += e;
 		}
 		float inv = (float)(1.0 / sum);
-		for (int64_t j = 0; j < cols; j++)
+		for (int64_t j = 0; j < n; j++)
 			row[j] *= inv;
 	}
 }
 
-static int p_attention(void *ctx, cdm_tensor *out, const cdm_tensor *q, const cdm_tensor *k,
-		       const cdm_tensor *v, int heads, double scale, struct cdm_err *err)
+static int attention(cdm_tensor *out, const cdm_tensor *q, const cdm_tensor *k,
+		     const cdm_tensor *v, int heads, double scale, int causal,
+		     struct cdm_err *err)
 {
 	int64_t bn = q->dim[0], n = q->dim[1], m = k->dim[1], in = q->dim[2], dh = in / heads;
 	float *s = cdm_alloc((size_t)(n * m), sizeof(float), err);
@@ -296,12 +304,25 @@ static int p_attention(void *ctx, cdm_tensor *out, const cdm_tensor *q, const cd
 			float *oh = D(out) + b * n * in + h * dh;
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)m, (int)dh,
 				    (float)scale, qh, (int)in, kh, (int)in, 0.0f, s, (int)m);
-			softmax_rows(s, n, m);
+			softmax_rows_ex(s, n, m, causal);
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)dh, (int)m,
 				    1.0f, s, (int)m, vh, (int)in, 0.0f, oh, (int)in);
 		}
 	cdm_free(s);
 	return 0;
+}
+
+static int p_attention(void *ctx, cdm_tensor *out, const cdm_tensor *q, const cdm_tensor *k,
+		       const cdm_tensor *v, int heads, double scale, struct cdm_err *err)
+{
+	return attention(out, q, k, v, heads, scale, 0, err);
+}
+
+static int p_attention_causal(void *ctx, cdm_tensor *out, const cdm_tensor *q,
+			      const cdm_tensor *k, const cdm_tensor *v, int heads, double scale,
+			      struct cdm_err *err)
+{
+	return attention(out, q, k, v, heads, scale, 1, err);
 }
 
 static int p_embed(void *ctx, cdm_tensor *out, const cdm_tensor *onehot,
@@ -486,6 +507,12 @@ static int p_from_tokens(void *ctx, cdm_tensor *out, const cdm_tensor *x, struct
 	return 0;
 }
 
+static int p_reshape(void *ctx, cdm_tensor *out, const cdm_tensor *x, struct cdm_err *err)
+{
+	memcpy(D(out), D(x), (size_t)cdm_tensor_numel(x) * sizeof(float));
+	return 0;
+}
+
 static const struct cdm_nn_ops plain_ops = {
 	.name = "plain",
 	.alloc = p_alloc,
@@ -514,6 +541,8 @@ static const struct cdm_nn_ops plain_ops = {
 	.avgpool2x = p_avgpool2x,
 	.to_tokens = p_to_tokens,
 	.from_tokens = p_from_tokens,
+	.attention_causal = p_attention_causal,
+	.reshape = p_reshape,
 };
 
 int cdm_nn_plain_new(cdm_nn **out, struct cdm_err *err)
