@@ -16,6 +16,22 @@
  * is exactly the buffer size; no duplicate names; `__metadata__` maps
  * strings to strings. A zstd-compressed file (magic 28 B5 2F FD) is
  * decompressed first (bounded by CDM_ST_MAX_BYTES). Plain files are mmap'ed.
+ *
+ * Details (lib/fmt/st.c, lib/fmt/io.h): the header JSON may nest at most 8
+ * deep (a valid one nests 3) and is parsed by jansson with duplicate keys
+ * rejected; dtypes other than the nine below are refused as unsupported.
+ * Entries may appear in any JSON order (as in the reference reader); only
+ * their offsets must tile the data. zstd output is also capped by physical
+ * memory and grows only as data is produced (io.h). A mapped file must not
+ * be truncated by someone else while open (SIGBUS); stdin, pipes and zstd
+ * files are read into memory instead. Tensor data of a file written by
+ * cdm_st_writer_save is aligned to its element size.
+ *
+ * Writing sorts tensors like the reference writer (larger element size
+ * first, then by name), pads the header with spaces so the data starts at a
+ * multiple of 8, and writes `__metadata__` only when there is some.
+ * Thread-safety: an open cdm_st is immutable and may be read from several
+ * threads; a writer belongs to one thread.
  */
 #ifndef CDM_FMT_ST_H
 #define CDM_FMT_ST_H
