@@ -24,7 +24,7 @@
 static const char help[] =
 	"usage: " PROG " -o IMAGE.png|X.safetensors OUT.a OUT.b [OUT.c]\n"
 	"       " PROG " -o IMAGE.png X.safetensors\n"
-	"       " PROG " [-o OUT] --psnr REF.safetensors INPUT...\n"
+	"       " PROG " [-o OUT] [--psnr REF.safetensors] [--summary] INPUT...\n"
 	"\n"
 	"Reconstruct the sample from any two output shares of one run (cdm-party -o);\n"
 	"with all three, the redundant components are cross-checked. A .png output is\n"
@@ -35,12 +35,14 @@ static const char help[] =
 	"  -o, --output FILE   where to write ('-': stdout, safetensors)\n"
 	"      --psnr REF      print the PSNR in dB of the 8-bit images of the result and of\n"
 	"                      REF's tensor `x` (same shape) on stdout\n"
+	"      --summary       print the shape, min, max, mean and standard deviation of x\n"
 	"  -h, --help          this help\n";
 
 static const struct option longopts[] = {
 	{"help", no_argument, NULL, 'h'},
 	{"output", required_argument, NULL, 'o'},
 	{"psnr", required_argument, NULL, 'P'},
+	{"summary", no_argument, NULL, 'S'},
 	{NULL, 0, NULL, 0},
 };
 
@@ -148,18 +150,36 @@ static int psnr(const char *ref, const struct image *a, struct cdm_err *err)
 	return rc;
 }
 
+static void summary(const struct image *im)
+{
+	size_t n = (size_t)(im->shape[0] * im->shape[1] * im->shape[2] * im->shape[3]);
+	double lo = INFINITY, hi = -INFINITY, s = 0, s2 = 0;
+	for (size_t k = 0; k < n; k++) {
+		double v = im->x[k];
+		lo = v < lo ? v : lo;
+		hi = v > hi ? v : hi;
+		s += v;
+		s2 += v * v;
+	}
+	double mean = s / (double)n, var = s2 / (double)n - mean * mean;
+	printf("shape=[%lld,%lld,%lld,%lld] min=%.6g max=%.6g mean=%.6g std=%.6g\n",
+	       (long long)im->shape[0], (long long)im->shape[1], (long long)im->shape[2],
+	       (long long)im->shape[3], lo, hi, mean, var > 0 ? sqrt(var) : 0.0);
+}
+
 int main(int argc, char **argv)
 {
 	const char *out = NULL, *ref = NULL;
 	struct cdm_err err = {0};
 	struct image im = {0};
-	int c;
+	int c, want_summary = 0;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "ho:", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h': fputs(help, stdout); return 0;
 		case 'o': out = optarg; break;
 		case 'P': ref = optarg; break;
+		case 'S': want_summary = 1; break;
 		default:
 			snprintf(err.msg, sizeof err.msg, "unknown or incomplete option '%s'",
 				 argv[optind - 1]);
@@ -167,7 +187,7 @@ int main(int argc, char **argv)
 		}
 	}
 	int n = argc - optind;
-	if (!out && !ref)
+	if (!out && !ref && !want_summary)
 		return cdm_cli_usage_error(PROG, SYNOPSIS, "-o OUTPUT is required");
 	if (n < 1 || n > 3)
 		return cdm_cli_usage_error(PROG, SYNOPSIS, n < 1 ? "no input given"
@@ -179,6 +199,8 @@ int main(int argc, char **argv)
 		rc = save(out, &im, &err);
 		cdm_cli_block_signals(0);
 	}
+	if (rc == 0 && want_summary)
+		summary(&im);
 	if (rc == 0 && ref)
 		rc = psnr(ref, &im, &err);
 	cdm_free(im.x);
