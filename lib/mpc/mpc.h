@@ -146,6 +146,13 @@ int cdm_mpc_trunc(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, int shift,
  * multiplication (3 rounds, 31.5 B per element instead of 24 + 23.5). */
 int cdm_mpc_mul_trunc(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, const cdm_shr *y,
 		      struct cdm_err *err);
+/* Inner products with one fused truncation: x and y hold `terms` blocks of
+ * n = x->n / terms elements; out[k] = (sum_t x[t][k] * y[t][k] + add[k])
+ * >> shift (add may be NULL; shift 0 = no truncation, 0..62). The cost is
+ * that of ONE product whatever `terms` is: shift 0 as cdm_mpc_mul, else as
+ * cdm_mpc_mul_trunc. Truncation as cdm_mpc_trunc (|sum| < 2^62). */
+int cdm_mpc_dot_trunc(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, const cdm_shr *y,
+		      size_t terms, const cdm_shr *add, int shift, struct cdm_err *err);
 /* Fixed-point multiply by public reals c[i] (encoded with F bits), then
  * truncate: local multiply + one truncation. */
 int cdm_mpc_mul_pub_trunc(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, const uint64_t *c,

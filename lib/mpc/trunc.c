@@ -231,6 +231,43 @@ int cdm_mpc_mul_trunc(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, const cdm_shr 
 	return rc;
 }
 
+int cdm_mpc_dot_trunc(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, const cdm_shr *y,
+		      size_t terms, const cdm_shr *add, int shift, struct cdm_err *err)
+{
+	CDM_TRY(check_shift(shift, "dot_trunc", err));
+	CDM_TRY(mpc_same(x, y, "dot_trunc", err));
+	if (terms == 0 || x->n % terms != 0)
+		return cdm_fail(err, CDM_EINPUT, "mpc dot_trunc: %zu elements are not %zu terms",
+				x->n, terms);
+	size_t n = x->n / terms;
+	if (add && add->n != n)
+		return cdm_fail(err, CDM_EINPUT, "mpc dot_trunc: addend holds %zu elements, not %zu",
+				add->n, n);
+	CDM_TRY(mpc_out(out, n, "dot_trunc", err));
+	if (n == 0)
+		return 0;
+	uint64_t *z = cdm_alloc(n, 8, err);
+	if (!z)
+		return CDM_ENOMEM;
+	/* The local cross terms of every product add up into one 3-of-3
+	 * sharing of the sum; one zero sharing re-randomises it, and the
+	 * replicated addend joins as its component x_i. */
+	for (size_t k = 0; k < n; k++)
+		z[k] = add ? add->a[k] : 0;
+	for (size_t t = 0; t < terms; t++) {
+		const uint64_t *xa = x->a + t * n, *xb = x->b + t * n;
+		const uint64_t *ya = y->a + t * n, *yb = y->b + t * n;
+		for (size_t k = 0; k < n; k++)
+			z[k] += xa[k] * (ya[k] + yb[k]) + xb[k] * ya[k];
+	}
+	int rc = mpc_zero_add(m, z, n, err);
+	if (rc == 0)
+		rc = shift == 0 ? mpc_reshare(m, out, z, err)
+				: mpc_trunc_core(m, out, z, n, shift, 1, err);
+	cdm_free(z);
+	return rc;
+}
+
 int cdm_mpc_mul_pub_trunc(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, const uint64_t *c,
 			  struct cdm_err *err)
 {

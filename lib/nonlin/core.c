@@ -201,119 +201,250 @@ int nl_cheb_tree(cdm_mpc *m, cdm_shr *T, const cdm_shr *w, const int *mdeg, int 
 	return 0;
 }
 
-/* w_m = ((v * a_m) >> shift) + b_m for every map, in one truncation. */
-static int pw_maps(cdm_mpc *m, const struct nl_pw *f, cdm_shr *W, const cdm_shr *x,
-		   struct cdm_err *err)
+/* ---- piecewise tables ------------------------------------------------------
+ *
+ * Plan (rounds as counted by P0; C = one batched comparison call):
+ *   1. bits b_k = [x < brk_k] (C); segment indicators ind_j are local
+ *      differences of them (exact 0/1).
+ *   2. one multiplication round: x_m = I_m * x for each middle map m
+ *      (I_m = the indicator of its segment) and x * L, L = sum over the
+ *      tails of ind_j * slope_j (integer slopes: exact, no truncation).
+ *      Outside its segment x_m = 0, so everything built on it stays
+ *      bounded: no wrapped garbage, no selection products at the end.
+ *   3. w_m = map(x_m) + I_m b_m: one fused truncation (x_m * (a_m x_m)
+ *      for a squared map, a_m x_m for a linear one); w_m = 0 outside.
+ *   4. T_1..T_H of w_m, H = ceil(deg/2), one mul_trunc per tree level.
+ *   5. p_m = A_m + T_H * B_m (T_{H+i} = 2 T_H T_i - T_{H-i}), every map
+ *      and every linear or constant term in ONE dot product with a fused
+ *      truncation. Even tables: out = sum_m (p_m(w_m) - (1 - I_m) p_m(0))
+ *      + sum_j ind_j (lin0_j + lin1_j x) directly; odd tables: R_m =
+ *      p_m(w_m) first, then a second dot sum_m x_m * R_m.
+ * The dot works at 2F + Fc bits (coefficients at F + Fc), Fc chosen so the
+ * bounded sum stays below 2^61. */
+
+static double cheb_val(const double *c, int deg, double w)
 {
-	int F = cdm_mpc_frac(m);
-	size_t n = x->n;
-	cdm_shr v = {0}, va = {0};
-	int rc = 0;
-	if (f->sq)
-		rc = cdm_mpc_mul(m, &v, x, x, err);
-	else
-		rc = cdm_shr_copy(&v, x, err);
+	double t0 = 1, t1 = w, s = c[0] + (deg >= 1 ? c[1] * w : 0);
+	for (int k = 2; k <= deg; k++) {
+		double t2 = 2 * w * t1 - t0;
+		s += c[k] * t2;
+		t0 = t1, t1 = t2;
+	}
+	return s;
+}
+
+/* Extra coefficient bits Fc for the dot at 2F + Fc (see above). */
+static int pw_fc(const struct nl_pw *f, int F)
+{
+	double bound = 1;
+	for (int j = 0; j < f->nmap; j++) {
+		double s = 0;
+		for (int k = 0; k <= f->mdeg[j]; k++)
+			s += 3 * fabs(f->cheb[j][k]);
+		bound += s + fabs(cheb_val(f->cheb[j], f->mdeg[j], 0));
+	}
+	double xm = 0;
+	for (int k = 0; k < f->nbrk; k++)
+		xm = fabs(f->brk[k]) > xm ? fabs(f->brk[k]) : xm;
+	for (int j = 0; j <= f->nbrk; j++)
+		bound += fabs(f->lin0[j]) + (f->segmap[j] >= 0 ? fabs(f->lin1[j]) * xm : 0);
+	int fc = 61 - 2 * F - (int)ceil(log2(bound));
+	return fc > F ? F : (fc < 0 ? 0 : fc);
+}
+
+struct pw_ws {
+	size_t n;
+	int K, M, F, Fc, H[2], Hmax, tail;
+	cdm_shr ind[NL_MAX_BRK + 1]; /* segment indicators */
+	cdm_shr sel;                 /* [M + tail] blocks: x_m ..., x * L */
+	cdm_shr W;                   /* [M] maps */
+	cdm_shr T[NL_MAX_DEG + 1];   /* Chebyshev T_1..T_Hmax of W */
+};
+
+static void pw_ws_free(struct pw_ws *s)
+{
+	nl_free(s->ind, s->K + 1);
+	cdm_shr_free(&s->sel);
+	cdm_shr_free(&s->W);
+	nl_free(s->T, NL_MAX_DEG + 1);
+}
+
+/* Steps 1 and 2: indicators and the selection products. */
+static int pw_select(cdm_mpc *m, const struct nl_pw *f, struct pw_ws *s, const cdm_shr *x,
+		     struct cdm_err *err)
+{
+	size_t n = s->n;
+	int K = s->K, rc;
+	cdm_shr bits[NL_MAX_BRK], L = {0}, X = {0};
+	CDM_TRY(nl_new(bits, K, n, err));
+	rc = nl_cmp_consts(m, bits, x, f->brk, K, 0, err);
 	if (rc == 0)
-		rc = nl_new(&va, 1, n * (size_t)f->nmap, err);
-	for (int j = 0; rc == 0 && j < f->nmap; j++) {
-		cdm_shr vj = nl_view(&va, (size_t)j * n, n);
-		cdm_mpc_mul_int(m, &vj, &v, (uint64_t)f->a[j]);
+		rc = nl_new(s->ind, K + 1, n, err);
+	for (int j = 0; rc == 0 && j <= K; j++) {
+		if (j < K)
+			cdm_shr_copy(&s->ind[j], &bits[j], err);
+		else
+			cdm_mpc_add_const(m, &s->ind[j], &s->ind[j], 1);
+		if (j > 0)
+			cdm_mpc_sub(m, &s->ind[j], &s->ind[j], &bits[j - 1]);
+	}
+	int np = s->M + s->tail;
+	if (rc == 0)
+		rc = nl_new(&L, 1, n * (size_t)np, err);
+	if (rc == 0)
+		rc = nl_new(&X, 1, n * (size_t)np, err);
+	for (int j = 0; rc == 0 && j <= K; j++) {
+		int mp = f->segmap[j];
+		cdm_shr lj = nl_view(&L, (size_t)(mp >= 0 ? mp : s->M) * n, n);
+		if (mp >= 0)
+			cdm_shr_copy(&lj, &s->ind[j], err);
+		else if (s->tail)
+			nl_axpy(m, &lj, &s->ind[j], (uint64_t)(int64_t)f->lin1[j], 1);
+	}
+	for (int p = 0; rc == 0 && p < np; p++) {
+		memcpy(X.a + (size_t)p * n, x->a, n * 8);
+		memcpy(X.b + (size_t)p * n, x->b, n * 8);
 	}
 	if (rc == 0)
-		rc = cdm_mpc_trunc(m, W, &va, f->shift + (f->sq ? F : 0), err);
-	for (int j = 0; rc == 0 && j < f->nmap; j++) {
-		cdm_shr wj = nl_view(W, (size_t)j * n, n);
-		cdm_mpc_add_const(m, &wj, &wj, nl_enc(f->b[j], F));
-	}
-	cdm_shr_free(&v);
-	cdm_shr_free(&va);
+		rc = cdm_mpc_mul(m, &s->sel, &L, &X, err);
+	nl_free(bits, K);
+	cdm_shr_free(&L);
+	cdm_shr_free(&X);
 	return rc;
 }
 
-/* S_m = sum_k c_mk T_k(w_m), truncated to F (times x when odd). */
-static int pw_sums(cdm_mpc *m, const struct nl_pw *f, cdm_shr *S, const cdm_shr *T,
-		   const cdm_shr *x, struct cdm_err *err)
+/* Step 3: w_m = map(x_m) + I_m b_m (0 outside the segment). */
+static int pw_maps(cdm_mpc *m, const struct nl_pw *f, struct pw_ws *s, struct cdm_err *err)
 {
-	int F = cdm_mpc_frac(m);
-	size_t n = x->n;
-	cdm_shr acc = {0}, s = {0};
-	int rc = nl_new(&acc, 1, n * (size_t)f->nmap, err);
-	for (int j = 0; rc == 0 && j < f->nmap; j++) {
-		cdm_shr aj = nl_view(&acc, (size_t)j * n, n);
-		/* c_0 T_0 = c_0, at scale 2F */
-		cdm_mpc_add_const(m, &aj, &aj, nl_enc(f->cheb[j][0], 2 * F));
-		for (int k = 1; k <= f->mdeg[j]; k++) {
-			cdm_shr tk = nl_view(&T[k], (size_t)j * n, n);
-			nl_axpy(m, &aj, &tk, nl_enc(f->cheb[j][k], F), 1);
+	size_t n = s->n, nm = n * (size_t)s->M;
+	int F = s->F, rc;
+	cdm_shr xm = nl_view(&s->sel, 0, nm), ax = {0};
+	CDM_TRY(nl_new(&ax, 1, nm, err));
+	for (int j = 0; j < s->M; j++) {
+		cdm_shr aj = nl_view(&ax, (size_t)j * n, n), xj = nl_view(&xm, (size_t)j * n, n);
+		cdm_mpc_mul_int(m, &aj, &xj, (uint64_t)f->a[j]);
+	}
+	if (f->sq)
+		rc = cdm_mpc_dot_trunc(m, &s->W, &xm, &ax, 1, NULL, f->shift + F, err);
+	else
+		rc = cdm_mpc_trunc(m, &s->W, &ax, f->shift, err);
+	for (int j = 0; rc == 0 && j <= s->K; j++) {
+		if (f->segmap[j] < 0)
+			continue;
+		cdm_shr wj = nl_view(&s->W, (size_t)f->segmap[j] * n, n);
+		nl_axpy(m, &wj, &s->ind[j], nl_enc(f->b[f->segmap[j]], F), 1);
+	}
+	cdm_shr_free(&ax);
+	return rc;
+}
+
+/* Step 5 operands of map j: B (at F + Fc) and A (added into acc, at
+ * 2F + Fc) with p_j = A + T_H * B. */
+static void pw_split(cdm_mpc *m, const struct nl_pw *f, const struct pw_ws *s, int j,
+		     cdm_shr *B, cdm_shr *acc)
+{
+	size_t n = s->n, off = (size_t)j * n;
+	int H = s->H[j], F = s->F, Fc = s->Fc, d = f->mdeg[j];
+	double a[NL_MAX_DEG + 1] = {0};
+	for (int k = 0; k <= d; k++) {
+		if (k <= H) {
+			a[k] += f->cheb[j][k];
+		} else {
+			a[2 * H - k] -= f->cheb[j][k];
+			cdm_shr tk = nl_view(&s->T[k - H], off, n);
+			nl_axpy(m, B, &tk, nl_enc(2 * f->cheb[j][k], Fc), 1);
 		}
 	}
+	cdm_mpc_add_const(m, acc, acc, nl_enc(a[0], 2 * F + Fc));
+	for (int k = 1; k <= H; k++) {
+		cdm_shr tk = nl_view(&s->T[k], off, n);
+		nl_axpy(m, acc, &tk, nl_enc(a[k], F + Fc), 1);
+	}
+}
+
+/* Step 5: the dot products; out at F. */
+static int pw_final(cdm_mpc *m, const struct nl_pw *f, struct pw_ws *s, cdm_shr *out,
+		    struct cdm_err *err)
+{
+	size_t n = s->n, nm = n * (size_t)s->M;
+	int F = s->F, Fc = s->Fc, M = s->M, rc;
+	int S = f->odd ? 2 * F : 2 * F + Fc; /* scale of the last dot */
+	cdm_shr TH = {0}, B = {0}, acc = {0}, R = {0}, fin = {0};
+	rc = nl_new(&TH, 1, nm, err);
 	if (rc == 0)
-		rc = cdm_mpc_trunc(m, f->odd ? &s : S, &acc, F, err);
-	if (rc == 0 && f->odd) {
-		cdm_shr xx = {0};
-		rc = cdm_shr_new(&xx, n * (size_t)f->nmap, err);
-		for (int j = 0; rc == 0 && j < f->nmap; j++) {
-			memcpy(xx.a + (size_t)j * n, x->a, n * 8);
-			memcpy(xx.b + (size_t)j * n, x->b, n * 8);
-		}
-		if (rc == 0)
-			rc = cdm_mpc_mul_trunc(m, S, &xx, &s, err);
-		cdm_shr_free(&xx);
+		rc = nl_new(&B, 1, nm, err);
+	if (rc == 0)
+		rc = nl_new(&acc, 1, f->odd ? nm : n, err);
+	if (rc == 0)
+		rc = nl_new(&fin, 1, n, err);
+	for (int j = 0; rc == 0 && j < M; j++) {
+		cdm_shr th = nl_view(&TH, (size_t)j * n, n), bj = nl_view(&B, (size_t)j * n, n);
+		cdm_shr tj = nl_view(&s->T[s->H[j]], (size_t)j * n, n);
+		cdm_shr aj = f->odd ? nl_view(&acc, (size_t)j * n, n) : acc;
+		cdm_shr_copy(&th, &tj, err);
+		pw_split(m, f, s, j, &bj, &aj);
+		if (!f->odd) /* - p_j(0) everywhere, + p_j(0) where I_j = 1 below */
+			cdm_mpc_add_const(m, &acc, &acc,
+					  (uint64_t)0 - nl_enc(cheb_val(f->cheb[j], f->mdeg[j], 0), S));
 	}
-	cdm_shr_free(&acc);
-	cdm_shr_free(&s);
+	cdm_shr *lin = f->odd ? &fin : &acc;
+	for (int j = 0; rc == 0 && j <= s->K; j++) {
+		int mp = f->segmap[j];
+		double c0 = f->lin0[j];
+		if (mp >= 0 && !f->odd)
+			c0 += cheb_val(f->cheb[mp], f->mdeg[mp], 0);
+		nl_axpy(m, lin, &s->ind[j], nl_enc(c0, S), 1);
+		if (mp >= 0 && f->lin1[j] != 0) {
+			cdm_shr xj = nl_view(&s->sel, (size_t)mp * n, n);
+			nl_axpy(m, lin, &xj, nl_enc(f->lin1[j], S - F), 1);
+		}
+	}
+	if (rc == 0 && !f->odd) {
+		rc = cdm_mpc_dot_trunc(m, out, &TH, &B, (size_t)M, &acc, F + Fc, err);
+	} else if (rc == 0) {
+		rc = cdm_mpc_dot_trunc(m, &R, &TH, &B, 1, &acc, F + Fc, err);
+		cdm_shr xm = nl_view(&s->sel, 0, nm);
+		if (rc == 0)
+			rc = cdm_mpc_dot_trunc(m, out, &xm, &R, (size_t)M, &fin, F, err);
+	}
+	if (rc == 0 && s->tail) {
+		cdm_shr xl = nl_view(&s->sel, nm, n);
+		cdm_mpc_add(m, out, out, &xl);
+	}
+	cdm_shr_free(&TH), cdm_shr_free(&B), cdm_shr_free(&acc);
+	cdm_shr_free(&R), cdm_shr_free(&fin);
 	return rc;
 }
 
 int nl_pw_eval(cdm_mpc *m, const struct nl_pw *f, cdm_shr *out, const cdm_shr *x,
 	       struct cdm_err *err)
 {
-	int F = cdm_mpc_frac(m), K = f->nbrk, rc;
-	size_t n = x->n;
-	cdm_shr bits[NL_MAX_BRK], P[NL_MAX_BRK + 1], T[NL_MAX_DEG + 1], W = {0}, S = {0},
-		sel = {0};
-	memset(T, 0, sizeof T);
-	if ((rc = nl_new(bits, K, n, err)) < 0)
-		return rc;
-	if ((rc = nl_new(P, K + 1, n, err)) < 0) {
-		nl_free(bits, K);
-		return rc;
-	}
-	rc = nl_cmp_consts(m, bits, x, f->brk, K, 0, err);
-	if (rc == 0)
-		rc = nl_new(&W, 1, n * (size_t)f->nmap, err);
-	if (rc == 0)
-		rc = pw_maps(m, f, &W, x, err);
-	for (int k = 1; rc == 0 && k <= f->deg; k++)
-		rc = cdm_shr_new(&T[k], W.n, err);
-	if (rc == 0)
-		rc = nl_cheb_tree(m, T, &W, f->mdeg, f->nmap, err);
-	if (rc == 0)
-		rc = nl_new(&S, 1, W.n, err);
-	if (rc == 0)
-		rc = pw_sums(m, f, &S, T, x, err);
-	/* Segment values at scale 2F (lin1*x is exact there; S_m is lifted
-	 * by 2^F); the selection is exact and one truncation ends it. */
-	for (int j = 0; rc == 0 && j <= K; j++) {
-		nl_axpy(m, &P[j], x, nl_enc(f->lin1[j], F), 0);
-		cdm_mpc_add_const(m, &P[j], &P[j], nl_enc(f->lin0[j], 2 * F));
-		if (f->segmap[j] >= 0) {
-			cdm_shr sj = nl_view(&S, (size_t)f->segmap[j] * n, n);
-			nl_axpy(m, &P[j], &sj, (uint64_t)1 << F, 1);
+	struct pw_ws s;
+	memset(&s, 0, sizeof s);
+	s.n = x->n, s.K = f->nbrk, s.M = f->nmap, s.F = cdm_mpc_frac(m);
+	s.Fc = pw_fc(f, s.F);
+	for (int j = 0; j <= f->nbrk; j++) {
+		if (f->segmap[j] < 0 && f->lin1[j] != 0) {
+			s.tail = 1;
+			if (f->lin1[j] != (double)(int64_t)f->lin1[j])
+				return cdm_fail(err, CDM_EINTERNAL, "nonlin: tail slope %g is not an integer",
+						f->lin1[j]);
 		}
 	}
+	for (int j = 0; j < s.M; j++) {
+		s.H[j] = (f->mdeg[j] + 1) / 2;
+		s.Hmax = s.H[j] > s.Hmax ? s.H[j] : s.Hmax;
+	}
+	int rc = pw_select(m, f, &s, x, err);
 	if (rc == 0)
-		rc = nl_new(&sel, 1, n, err);
+		rc = pw_maps(m, f, &s, err);
+	for (int k = 1; rc == 0 && k <= s.Hmax; k++)
+		rc = cdm_shr_new(&s.T[k], s.W.n, err);
 	if (rc == 0)
-		rc = nl_seg_select(m, &sel, P, bits, K, err);
+		rc = nl_cheb_tree(m, s.T, &s.W, s.H, s.M, err);
 	if (rc == 0)
-		rc = cdm_mpc_trunc(m, out, &sel, F, err);
-	nl_free(bits, K);
-	nl_free(P, K + 1);
-	nl_free(T, NL_MAX_DEG + 1);
-	cdm_shr_free(&W);
-	cdm_shr_free(&S);
-	cdm_shr_free(&sel);
+		rc = pw_final(m, f, &s, out, err);
+	pw_ws_free(&s);
 	return rc;
 }
 

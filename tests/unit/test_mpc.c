@@ -13,7 +13,7 @@
 enum op {
 	OP_ROUNDTRIP, OP_ADD, OP_SUB, OP_MUL, OP_MUL_TRUNC, OP_TRUNC, OP_MATMUL,
 	OP_MATMUL_PUB, OP_MUL_PUB_TRUNC, OP_LTZ, OP_LT, OP_SELECT, OP_RELU, OP_MAX_ROWS,
-	OP_ADD_CONST, OP_PUBLIC, OP_REVEAL_TO,
+	OP_ADD_CONST, OP_PUBLIC, OP_REVEAL_TO, OP_DOT,
 };
 
 /* One protocol call, the same description for the three parties. */
@@ -71,6 +71,12 @@ static int run_op(cdm_mpc *m, struct job *j, cdm_shr *x, cdm_shr *y, cdm_shr *b,
 	case OP_RELU: return cdm_mpc_relu(m, z, x, err);
 	case OP_MAX_ROWS: return cdm_mpc_max_rows(m, z, x, j->rows, j->cols, err);
 	case OP_REVEAL_TO: return cdm_shr_copy(z, x, err);
+	case OP_DOT: {
+		/* konst = 1: the first output-sized block of x is also the addend */
+		cdm_shr add = {.n = j->nout, .a = x->a, .b = x->b};
+		return cdm_mpc_dot_trunc(m, z, x, y, j->batch, j->konst ? &add : NULL, j->shift,
+					 err);
+	}
 	}
 	return cdm_fail(err, CDM_EINTERNAL, "unknown op");
 }
@@ -80,6 +86,7 @@ static size_t y_len(const struct job *j)
 	switch (j->op) {
 	case OP_MATMUL: return j->batch * j->inner * j->cols;
 	case OP_ADD: case OP_SUB: case OP_MUL: case OP_MUL_TRUNC: case OP_LT: case OP_SELECT:
+	case OP_DOT:
 		return j->n;
 	default: return 0;
 	}
@@ -350,6 +357,40 @@ static void test_mul_trunc(uint64_t *st)
 	CHECK(bad == 0, "mul_pub_trunc within 1 LSB (%zu off)", bad);
 	check_trunc_cost(&jp, N, F, 0, "mul_pub_trunc");
 	free(r);
+	free(x);
+	free(y);
+}
+
+/* Inner products with one fused truncation: values against the int64
+ * reference, cost of exactly one product whatever the number of terms. */
+static void test_dot(uint64_t *st)
+{
+	enum { N = 3000, T = 3 };
+	const int F = CDM_FRAC_BITS_DEFAULT;
+	uint64_t *x = rand_vec(st, N * T, 34), *y = rand_vec(st, N * T, 22);
+	for (int shift = 0; shift <= F; shift += F) {
+		for (uint64_t withadd = 0; withadd < 2; withadd++) {
+			struct job j = {.op = OP_DOT, .n = N * T, .nout = N, .x = x, .y = y,
+					.batch = T, .shift = shift, .konst = withadd};
+			uint64_t *r = run_job(&j, "dot_trunc");
+			size_t bad = !r;
+			for (size_t k = 0; r && k < N; k++) {
+				uint64_t sum = withadd ? x[k] : 0;
+				for (size_t t = 0; t < T; t++)
+					sum += x[t * N + k] * y[t * N + k];
+				int64_t d = (int64_t)r[k] - (shift ? floor_shift(sum, shift) : (int64_t)sum);
+				bad += d != 0 && (shift == 0 || d != 1);
+			}
+			CHECK(bad == 0, "dot_trunc shift %d add %d: %zu off", shift, (int)withadd, bad);
+			if (shift)
+				check_trunc_cost(&j, N, shift, 1, "dot_trunc");
+			for (int i = 0; !shift && i < 3; i++)
+				CHECK(j.p[i].sent == 8 * N + HDR && j.p[i].rounds == 1,
+				      "dot without shift costs one mul (party %d: %llu bytes)", i,
+				      (unsigned long long)j.p[i].sent);
+			free(r);
+		}
+	}
 	free(x);
 	free(y);
 }
@@ -770,6 +811,7 @@ int main(void)
 	test_linear_mul(&st);
 	test_trunc_exact(&st);
 	test_mul_trunc(&st);
+	test_dot(&st);
 	test_matmul(&st);
 	test_compare(&st);
 	test_uniform_shares();
