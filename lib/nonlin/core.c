@@ -63,14 +63,8 @@ void nl_shl(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, int s)
 int nl_mul_shift(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, const cdm_shr *y, int shift,
 		 struct cdm_err *err)
 {
-	if (shift == cdm_mpc_frac(m))
-		return cdm_mpc_mul_trunc(m, out, x, y, err);
-	cdm_shr t = {0};
-	int rc = cdm_mpc_mul(m, &t, x, y, err);
-	if (rc == 0)
-		rc = shift > 0 ? cdm_mpc_trunc(m, out, &t, shift, err) : cdm_shr_copy(out, &t, err);
-	cdm_shr_free(&t);
-	return rc;
+	/* one product with the truncation fused in, whatever the shift */
+	return cdm_mpc_dot_trunc(m, out, x, y, 1, NULL, shift, err);
 }
 
 int nl_cmp_consts(cdm_mpc *m, cdm_shr *bits, const cdm_shr *x, const double *t, int K,

@@ -46,8 +46,8 @@ uint64_t nl_enc(double v, int frac);
 void nl_axpy(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, uint64_t c, int acc);
 /* Local: out = x * 2^s (s >= 0), i.e. change of scale without loss. */
 void nl_shl(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, int s);
-/* out = (x*y) >> shift (mul then one exact truncation): for products at
- * other scales than F (cdm_mpc_mul_trunc always shifts by F). */
+/* out = (x*y) >> shift with the truncation fused into the product
+ * (cdm_mpc_dot_trunc): for products at other scales than F. */
 int nl_mul_shift(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, const cdm_shr *y, int shift,
 		 struct cdm_err *err);
 
