@@ -16,26 +16,40 @@
  * stays below 2^56. */
 #define NL_EXP_XBITS 8
 
+/* Clamp first, then compute: x_c = x on [-16, 0), -16 below (exp(-16) is
+ * 0.1 LSB, so the output rounds to 0 or 1 LSB and is never negative), 0
+ * at x >= 0 (clamp_pos). One comparison call and one multiplication round
+ * (x_c = I x - 16 b_lo, exact), after which every value is bounded and no
+ * selection is needed at the end. exp(x_c) = p(x_c/32)^32 at Fi bits, the
+ * last squaring truncating straight to frac_out. */
 int nl_cdm_exp(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, int frac_out, int clamp_pos,
 	       struct cdm_err *err)
 {
 	int F = cdm_mpc_frac(m), Fi = F + NL_EXP_XBITS, K = clamp_pos ? 2 : 1, rc;
 	size_t n = x->n;
 	const double t[2] = {-NL_EXP_FLOOR, 0.0};
-	cdm_shr bits[2], P[3], y = {0}, pw[NL_EXP_DEG + 1], acc = {0}, sel = {0};
+	cdm_shr bits[2], I = {0}, xc = {0}, y = {0}, pw[NL_EXP_DEG + 1], acc = {0}, p = {0};
 	memset(pw, 0, sizeof pw);
 	if ((rc = nl_new(bits, K, n, err)) < 0)
 		return rc;
-	if ((rc = nl_new(P, K + 1, n, err)) < 0) {
-		nl_free(bits, K);
-		return rc;
-	}
 	rc = nl_cmp_consts(m, bits, x, t, K, 0, err);
-	/* y = x / 2^k at Fi bits: the same integer scaled by 2^(Fi-F-k). */
 	if (rc == 0)
+		rc = nl_new(&I, 1, n, err);
+	if (rc == 0) {
+		/* I = [-16 <= x < 0] (or [x >= -16] without clamp_pos) */
+		if (clamp_pos)
+			cdm_mpc_sub(m, &I, &bits[1], &bits[0]);
+		else
+			cdm_mpc_add_const(m, &I, &I, 1), cdm_mpc_sub(m, &I, &I, &bits[0]);
+		rc = cdm_mpc_mul(m, &xc, &I, x, err);
+	}
+	if (rc == 0) {
+		nl_axpy(m, &xc, &bits[0], (uint64_t)0 - nl_enc(NL_EXP_FLOOR, F), 1);
 		rc = cdm_shr_new(&y, n, err);
+	}
+	/* y = x_c / 2^k at Fi bits: the same integer scaled by 2^(Fi-F-k). */
 	if (rc == 0)
-		nl_shl(m, &y, x, Fi - F - NL_EXP_K);
+		nl_shl(m, &y, &xc, Fi - F - NL_EXP_K);
 	/* powers y^2 | y^3, y^4 (NL_EXP_DEG is 4) */
 	if (rc == 0)
 		rc = nl_mul_shift(m, &pw[2], &y, &y, Fi, err);
@@ -65,31 +79,20 @@ int nl_cdm_exp(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, int frac_out, int cla
 		nl_axpy(m, &acc, &y, nl_enc(nl_exp_poly[1], Fi), 1);
 		for (int i = 2; i <= NL_EXP_DEG; i++)
 			nl_axpy(m, &acc, &pw[i], nl_enc(nl_exp_poly[i], Fi), 1);
-		rc = cdm_mpc_trunc(m, &P[1], &acc, Fi, err);
+		rc = cdm_mpc_trunc(m, &p, &acc, Fi, err);
 	}
 	for (int s = 0; rc == 0 && s < NL_EXP_K; s++) {
+		int last = s == NL_EXP_K - 1;
 		cdm_shr sq = {0};
-		rc = nl_mul_shift(m, &sq, &P[1], &P[1], Fi, err);
-		if (rc == 0)
-			memcpy(P[1].a, sq.a, n * 8), memcpy(P[1].b, sq.b, n * 8);
+		rc = nl_mul_shift(m, last ? out : &sq, &p, &p, last ? 2 * Fi - frac_out : Fi, err);
+		if (rc == 0 && !last)
+			memcpy(p.a, sq.a, n * 8), memcpy(p.b, sq.b, n * 8);
 		cdm_shr_free(&sq);
 	}
-	/* segments: 0 below the floor, the core, 1 at x >= 0 (clamp_pos) */
-	if (rc == 0 && clamp_pos)
-		cdm_mpc_add_const(m, &P[2], &P[2], nl_enc(1.0, Fi));
-	if (rc == 0)
-		rc = nl_new(&sel, 1, n, err);
-	if (rc == 0)
-		rc = nl_seg_select(m, &sel, P, bits, K, err);
-	if (rc == 0)
-		rc = frac_out < Fi ? cdm_mpc_trunc(m, out, &sel, Fi - frac_out, err)
-				   : cdm_shr_copy(out, &sel, err);
 	nl_free(bits, K);
-	nl_free(P, K + 1);
 	nl_free(pw, NL_EXP_DEG + 1);
-	cdm_shr_free(&y);
-	cdm_shr_free(&acc);
-	cdm_shr_free(&sel);
+	cdm_shr_free(&I), cdm_shr_free(&xc), cdm_shr_free(&y);
+	cdm_shr_free(&acc), cdm_shr_free(&p);
 	return rc;
 }
 
