@@ -36,7 +36,9 @@
  * (F = 20, CDM_CMP_BITS = 36; asserted in tests/unit/test_mpc.c):
  *   mul, select   24 B     1 round
  *   trunc         23.5 B   2 rounds   (3 x 20-bit words + 2 x 8 B)
- *   mul_trunc     31.5 B   3 rounds   (matmul with shift: same per output)
+ *   mul_trunc     31.5 B   3 rounds   (matmul with shift: same per output;
+ *                                      dot_trunc: same per output whatever
+ *                                      the number of terms)
  *   ltz, lt       57 B     5 rounds   (P0, P1 14.9 B each, P2 27.3 B)
  *   relu          81 B     6 rounds;  max_rows: 81 B per pair, 6 rounds
  *                                      per layer of ceil(log2 cols)

@@ -20,10 +20,15 @@
  * Suites (errors measured by tests/unit/test_nonlin.c and cdm-bench ops
  * against a double reference at F = 20; "abs" = max absolute error):
  *
- *  cdm (default, ours). One batched comparison call per function, selecting
- *  segments by exact 0/1 products (garbage in an unselected segment cancels
- *  exactly, so huge inputs never wrap into the result); Chebyshev sums on a
- *  quantised map of x or x*x, coefficients from scripts/fit_nonlin.py.
+ *  cdm (default, ours). One batched comparison call per function; the
+ *  segment indicators select the INPUT (x_m = I_m x, exact 0/1 products), so
+ *  outside its segment a polynomial sees 0 and every value stays bounded
+ *  (huge inputs never wrap into the result). Chebyshev sums on a quantised
+ *  map of x_m or x_m^2 (coefficients from scripts/fit_nonlin.py): T_1..T_H,
+ *  H = ceil(deg/2), by a product tree, then the polynomial, the segment
+ *  constants and slopes in ONE dot product with a fused truncation
+ *  (T_{H+i} = 2 T_H T_i - T_{H-i}; see core.c). Integer tail slopes
+ *  (x above the last breakpoint) are one exact product x * L.
  *   silu     R, abs <= 6e-4: 0 below -9.9, x above 9.9, x/2 + even(x^2) degree 13
  *   gelu     R, abs <= 4e-4: 0 / x beyond +-3.8, x/2 + even part degree 7 (erf form)
  *   softplus R, abs <= 6e-4: 0 / x beyond +-7.7, x/2 + log(2cosh(x/2)) degree 8
@@ -33,7 +38,8 @@
  *   exp      (-inf, 0]: relative <= 1e-3 where exp(x) >= 1e-3 (measured with the
  *            1-LSB output quantisation included), 0 below -16, never negative;
  *            x > 0 is clamped to 0 (exp = 1): an exp for max-subtracted inputs.
- *            Internally 28 fraction bits: (p4(x/32))^32.
+ *            The input is clamped to [-16, 0] first (one comparison call, one
+ *            product), then (p4(x/32))^32 at 28 fraction bits.
  *   reciprocal [2^-14, 2^20) (covers [1e-4, 1e6]): relative <= 1e-3 where
  *            1/x >= 2^-F * 1000, else abs <= 2 LSB; x < 2^-14 (also <= 0) gives
  *            2^14, x >= 2^20 gives 2^-20. Normalise by 35 comparisons of x/32
