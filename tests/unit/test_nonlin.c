@@ -290,6 +290,13 @@ static void test_costs(void)
 		      cdm_nl_op_name(acts[i]), (unsigned long long)a.rounds,
 		      (unsigned long long)b.rounds);
 	}
+	/* guards on the dot-product evaluation (core.c): per element, SiLU is
+	 * 2 comparisons + 7 products with truncation + 2 exact products, exp
+	 * 1-2 comparisons + 1 exact product + 8 truncated products + 1 trunc */
+	CHECK(costs[0][CDM_NL_SILU].bytes_per_elem < 440, "silu: %.1f B/elem (expected < 440)",
+	      costs[0][CDM_NL_SILU].bytes_per_elem);
+	CHECK(costs[0][CDM_NL_EXP].bytes_per_elem < 460, "exp: %.1f B/elem (expected < 460)",
+	      costs[0][CDM_NL_EXP].bytes_per_elem);
 }
 
 /* Softmax rows of `cols` logits with standard deviation sd (plus a huge
