@@ -1,21 +1,31 @@
 /*
- * cdm-bench: per-operation costs of the secure engine (ops) and ring GEMM
- * throughput against float32 GEMM (gemm). Thin: parses flags, calls
- * cdm_bench_op / cdm_bench_gemm, prints a table or SPEC section 7's JSON.
+ * cdm-bench: per-operation costs of the secure engine (ops), ring GEMM
+ * throughput against float32 GEMM (gemm), and whole secure sampling runs
+ * with three party processes (model). Thin: parses flags, calls
+ * cdm_bench_op / cdm_bench_gemm / cdm_bench_model, prints a table or JSON.
  */
+#define _GNU_SOURCE
 #include <getopt.h>
+#include <libgen.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bench/gemm.h"
+#include "bench/model.h"
+#include "bench/netns.h"
 #include "bench/ops.h"
 #include "common.h"
 
 #define PROG "cdm-bench"
 #define SYNOPSIS                                                                           \
 	"cdm-bench ops [--n N] [--reps R] [--protocols cdm,spu,cipherdm] [--ops LIST] [--json]\n" \
-	"       cdm-bench gemm [--json]"
+	"       cdm-bench gemm [--json]\n"                                                     \
+	"       cdm-bench model -m MODEL [--sampler ddim|ddpm|dpmpp] [--steps N] [--protocols LIST]\n" \
+	"                 [--batch B] [--net loopback|lan|wan] [--runs R] [--label N] [--seed S]\n" \
+	"                 [--keep DIR] [--no-plain] [--timeout SEC] [--json] [-q]"
 
 static void usage(FILE *f)
 {
@@ -23,13 +33,26 @@ static void usage(FILE *f)
 		   "  ops   bytes per element, rounds, median time and max error of each\n"
 		   "        operation under each protocol suite (three parties in threads)\n"
 		   "  gemm  ring (uint64) GEMM against float32 GEMM of the same shape\n"
+		   "  model whole secure sampling with three cdm-party processes per suite:\n"
+		   "        time, bytes, rounds per layer type, peak memory, ratios against spu\n"
+		   "        and against the plaintext float32 sampling (see cdm-bench(1))\n"
 		   "  --n N            elements per operation (default 100000)\n"
 		   "  --reps R         timed runs, median reported (default 5, at least 5)\n"
-		   "  --protocols L    comma list of suites (default cdm,spu,cipherdm)\n"
+		   "  --protocols L    comma list of suites (ops: cdm,spu,cipherdm; model: cdm,spu)\n"
 		   "  --ops L          comma list of operations (default all: mul, trunc, mul_trunc,\n"
 		   "                   lt, select, relu, max, exp, reciprocal, rsqrt, sigmoid, tanh,\n"
 		   "                   silu, gelu, mish, softplus, softmax, groupnorm)\n"
 		   "  --json           machine-readable output (SPEC section 7)\n"
+		   "  model: -m MODEL  diffusers model folder\n"
+		   "  --sampler S      ddim (default), ddpm or dpmpp; --steps N (sampler default;\n"
+		   "                   --steps 1 with ddim measures one secure UNet call)\n"
+		   "  --batch B        images per run (default 1); --label N (3), --seed S (1)\n"
+		   "  --net N          loopback (default), lan (1 Gbit/s, 0.2 ms RTT) or\n"
+		   "                   wan (100 Mbit/s, 20 ms RTT): network namespaces, needs root\n"
+		   "  --runs R         repetitions, medians reported (default 3)\n"
+		   "  --keep DIR       keep shares, x_T, output shares, stats and party logs in DIR\n"
+		   "  --no-plain       skip the plaintext float32 timing\n"
+		   "  --timeout SEC    kill a run that takes longer (default 3600)\n"
 		   "  -q               no progress on stderr\n",
 		SYNOPSIS);
 }
@@ -184,6 +207,126 @@ static int cmd_gemm(int argc, char **argv)
 	return 0;
 }
 
+/* ---- model ------------------------------------------------------------------------ */
+
+static volatile sig_atomic_t stop_flag;
+static void on_signal(int sig) { stop_flag = sig; }
+
+static void progress(void *arg, const char *msg) { fprintf(stderr, "%s: %s\n", PROG, msg); }
+
+/* The folder of this executable, where cdm-party is built too. */
+static int bin_dir(char *buf, size_t size)
+{
+	ssize_t n = readlink("/proc/self/exe", buf, size - 1);
+	if (n <= 0 || (size_t)n >= size - 1)
+		return -1;
+	buf[n] = 0;
+	char *slash = strrchr(buf, '/');
+	if (!slash)
+		return -1;
+	*slash = 0;
+	return 0;
+}
+
+static int cmd_model(int argc, char **argv)
+{
+	enum { O_SAMPLER = 256, O_STEPS, O_BATCH, O_NET, O_RUNS, O_LABEL, O_SEED, O_KEEP,
+	       O_NOPLAIN, O_TIMEOUT };
+	static const struct option lo[] = {
+		{"batch", required_argument, NULL, O_BATCH}, {"help", no_argument, NULL, 'h'},
+		{"json", no_argument, NULL, 'j'}, {"keep", required_argument, NULL, O_KEEP},
+		{"label", required_argument, NULL, O_LABEL}, {"model", required_argument, NULL, 'm'},
+		{"net", required_argument, NULL, O_NET}, {"no-plain", no_argument, NULL, O_NOPLAIN},
+		{"protocols", required_argument, NULL, 'p'}, {"quiet", no_argument, NULL, 'q'},
+		{"runs", required_argument, NULL, O_RUNS}, {"sampler", required_argument, NULL, O_SAMPLER},
+		{"seed", required_argument, NULL, O_SEED}, {"steps", required_argument, NULL, O_STEPS},
+		{"timeout", required_argument, NULL, O_TIMEOUT}, {0, 0, 0, 0}};
+	struct cdm_bench_model_opts o = {.sampler = CDM_SAMPLER_DDIM, .batch = 1, .label = 3,
+					 .seed = 1, .runs = 3, .stop = &stop_flag};
+	long long v;
+	int json = 0, quiet = 0, c;
+	char pbuf[256] = "cdm,spu", dir[4096];
+	struct cdm_err err = {0};
+	while ((c = getopt_long(argc, argv, "hjm:p:q", lo, NULL)) != -1) {
+		int rc = 0;
+		switch (c) {
+		case 'h': usage(stdout); return 0;
+		case 'j': json = 1; break;
+		case 'm': o.model_dir = optarg; break;
+		case 'p': snprintf(pbuf, sizeof pbuf, "%s", optarg); break;
+		case 'q': quiet = 1; break;
+		case O_BATCH: rc = cdm_cli_int("--batch", optarg, 1, 1024, &v, &err); o.batch = v; break;
+		case O_KEEP: o.keep_dir = optarg; break;
+		case O_LABEL: rc = cdm_cli_int("--label", optarg, 0, 1 << 20, &v, &err); o.label = v; break;
+		case O_NET: rc = cdm_bench_net_parse(optarg, &o.net, &err); break;
+		case O_NOPLAIN: o.no_plain = 1; break;
+		case O_RUNS: rc = cdm_cli_int("--runs", optarg, 1, 101, &v, &err); o.runs = (int)v; break;
+		case O_SAMPLER:
+			if (cdm_sampler_kind_parse(optarg, &o.sampler) < 0)
+				rc = cdm_fail(&err, CDM_EINPUT, "--sampler: unknown sampler '%s' "
+					      "(ddim, ddpm, dpmpp)", optarg);
+			break;
+		case O_SEED: rc = cdm_cli_int("--seed", optarg, 0, INT64_MAX, &v, &err); o.seed = (uint64_t)v; break;
+		case O_STEPS: rc = cdm_cli_int("--steps", optarg, 1, 100000, &v, &err); o.steps = v; break;
+		case O_TIMEOUT: rc = cdm_cli_int("--timeout", optarg, 1, 1 << 30, &v, &err); o.timeout_s = (int)v; break;
+		default: return cdm_cli_usage_error(PROG, SYNOPSIS, "unknown option");
+		}
+		if (rc < 0)
+			return cdm_cli_fail(PROG, &err);
+	}
+	if (optind < argc)
+		return cdm_cli_usage_error(PROG, SYNOPSIS, "unexpected argument");
+	if (!o.model_dir)
+		return cdm_cli_usage_error(PROG, SYNOPSIS, "model: -m MODEL is required");
+	char *names[CDM_BENCH_MAX_SUITES + 1];
+	enum cdm_suite suites[CDM_BENCH_MAX_SUITES];
+	int ns = split(pbuf, names, CDM_BENCH_MAX_SUITES);
+	if (ns <= 0)
+		return cdm_cli_usage_error(PROG, SYNOPSIS, "--protocols: empty or too long list");
+	for (int i = 0; i < ns; i++) {
+		if (cdm_suite_parse(names[i]) < 0) {
+			fprintf(stderr, "%s: --protocols: unknown suite '%s' (cdm, spu, cipherdm)\n", PROG,
+				names[i]);
+			return 1;
+		}
+		suites[i] = (enum cdm_suite)cdm_suite_parse(names[i]);
+	}
+	o.suites = suites;
+	o.nsuites = ns;
+	if (o.net != CDM_BENCH_LOOPBACK &&
+	    cdm_netns_check(o.net == CDM_BENCH_LAN ? "--net lan" : "--net wan", &err) < 0)
+		return cdm_cli_fail(PROG, &err);
+	if (bin_dir(dir, sizeof dir) < 0) {
+		fprintf(stderr, "%s: cannot locate my own binary (/proc/self/exe)\n", PROG);
+		return 1;
+	}
+	o.bin_dir = dir;
+	if (!quiet)
+		o.progress = progress;
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	struct cdm_bench_model_result *r = calloc(1, sizeof *r);
+	if (!r)
+		return 1;
+	int rc = cdm_bench_model(&o, r, &err);
+	char *out = NULL;
+	if (rc == 0 && !(out = json ? cdm_bench_model_json(r, &err) : cdm_bench_model_table(r, &err)))
+		rc = CDM_ENOMEM;
+	if (out)
+		printf("%s\n", out);
+	free(out);
+	int st = rc < 0 ? cdm_cli_fail(PROG, &err) : 0;
+	if (rc < 0 && r->failed_party >= 0) {
+		size_t n = strlen(r->failed_stderr);
+		fprintf(stderr, "%s: party %d's stderr (last lines):\n%s%s", PROG, r->failed_party,
+			r->failed_stderr, n && r->failed_stderr[n - 1] != '\n' ? "\n" : "");
+	}
+	free(r);
+	return st;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2)
@@ -196,5 +339,7 @@ int main(int argc, char **argv)
 		return cmd_ops(argc - 1, argv + 1);
 	if (strcmp(argv[1], "gemm") == 0)
 		return cmd_gemm(argc - 1, argv + 1);
-	return cdm_cli_usage_error(PROG, SYNOPSIS, "unknown subcommand (ops, gemm)");
+	if (strcmp(argv[1], "model") == 0)
+		return cmd_model(argc - 1, argv + 1);
+	return cdm_cli_usage_error(PROG, SYNOPSIS, "unknown subcommand (ops, gemm, model)");
 }
