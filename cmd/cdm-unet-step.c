@@ -1,8 +1,10 @@
 /*
  * cdm-unet-step: one plaintext float32 denoising step (x_t -> x_prev) of a
- * diffusers UNet2DModel, or with --eps the raw model output. The reference
- * the secure run is compared against; chainable in a shell loop. DPM++
- * carries its history (tensor `x0_prev`, metadata cdm.t) in the same file.
+ * diffusers UNet2DModel, or with --context of a UNet2DConditionModel (Stable
+ * Diffusion), or with --eps the raw model output. The reference the secure
+ * run is compared against; chainable in a shell loop. DPM++ carries its
+ * history (tensor `x0_prev`, metadata cdm.t) in the same file. The other SD
+ * components run through --vae-decode, --text-encode and --tokenize.
  */
 #define _GNU_SOURCE
 #include <getopt.h>
@@ -12,19 +14,26 @@
 
 #include "common.h"
 #include "fmt/st.h"
+#include "model/sd_config.h"
+#include "model/sd_pipe.h"
 #include "model/unet.h"
+#include "model/unet_cond.h"
 #include "nn/nn.h"
 #include "sched/sched.h"
 
 #define PROG "cdm-unet-step"
 #define SYNOPSIS                                                                        \
-	PROG " -m MODEL_DIR -t T [--label N[,N...]] [--sampler ddpm|ddim|dpmpp] "       \
-	     "[--steps N] [--eta E] [--noise Z.safetensors] [--eps] [-o OUT] [INPUT]"
+	PROG " -m MODEL_DIR -t T [--label N[,N...] | --context CTX] "                   \
+	     "[--sampler ddpm|ddim|dpmpp] [--steps N] [--eta E] [--noise Z.safetensors] " \
+	     "[--eps] [-o OUT] [INPUT]"
 #define MAXB 1024
 
 static const char help[] =
 	"usage: " SYNOPSIS "\n"
 	"       " PROG " -m MODEL_DIR [--sampler S] [--steps N] --timesteps\n"
+	"       " PROG " --vae-decode -m VAE_DIR [-o OUT] [INPUT]\n"
+	"       " PROG " --text-encode -m TEXT_ENCODER_DIR [-o OUT] [INPUT]\n"
+	"       " PROG " --tokenize -m TOKENIZER_DIR [-o OUT] PROMPT...\n"
 	"\n"
 	"One plaintext float32 denoising step of a diffusers UNet2DModel: reads tensor\n"
 	"`x` [B,C,H,W] from INPUT (default stdin; other tensors are ignored) and writes\n"
@@ -35,6 +44,8 @@ static const char help[] =
 	"  -t, --timestep T    the step's timestep (one of the sampler's; --timesteps lists\n"
 	"                      them); with --eps also T0,T1,... one per batch element\n"
 	"      --label N[,N]   class label(s): one per batch element or one for all\n"
+	"      --context CTX   UNet2DConditionModel: tensor `ctx` [B,L,D] of CTX is\n"
+	"                      encoder_hidden_states (e.g. from --text-encode)\n"
 	"      --sampler S     ddpm, ddim (default) or dpmpp (DPM-Solver++ 2M)\n"
 	"      --steps N       inference steps (default: ddpm all, ddim 50, dpmpp 20)\n"
 	"      --eta E         DDIM eta (default 0; > 0 needs --noise)\n"
@@ -42,6 +53,11 @@ static const char help[] =
 	"                      required by DDPM steps with t > 0 and DDIM with eta > 0\n"
 	"      --eps           write the model output `eps` instead of a step\n"
 	"      --timesteps     print the sampler's timesteps, one per line, and exit\n"
+	"      --vae-decode    AutoencoderKL.decode of tensor `z` (already divided by the\n"
+	"                      scaling factor) -> `x`, not clamped\n"
+	"      --text-encode   CLIPTextModel last_hidden_state of int64 `ids` [B,L] -> `ctx`\n"
+	"      --tokenize      CLIP BPE ids of each PROMPT -> int64 `ids` [P,77]\n"
+	"                      (the -m folders may also be an SD pipeline folder)\n"
 	"  -o, --output OUT    output file (default '-': stdout)\n"
 	"  -q, --quiet         no progress output (there is none for one step)\n"
 	"  -h, --help          this help\n"
@@ -51,8 +67,13 @@ static const char help[] =
 	"  for t in $(" PROG " -m M --sampler dpmpp --timesteps); do\n"
 	"    " PROG " -m M --sampler dpmpp -t $t --label 3 < a.st > b.st && mv b.st a.st; done\n";
 
+enum mode { MODE_STEP, MODE_VAE, MODE_TEXT, MODE_TOKENIZE };
+
 struct opts {
-	const char *model, *noise, *output, *input;
+	const char *model, *noise, *output, *input, *context;
+	enum mode mode;
+	char **prompts;
+	int nprompts;
 	int64_t t[MAXB], labels[MAXB];
 	int nt, nlabels, eps_only, list, steps_set;
 	long long steps;
@@ -144,26 +165,77 @@ done:
 	return rc;
 }
 
+/* A UNet2DModel, or with --context a UNet2DConditionModel; a mismatch
+ * between the flag and the model's class is one clear error. */
+static int load_unet(const struct opts *o, cdm_nn *nn, cdm_unet **u, cdm_unet_cond **uc,
+		     struct cdm_model_paths *paths, struct cdm_err *err)
+{
+	char cls[128];
+	CDM_TRY(cdm_sd_unet_class(o->model, cls, sizeof cls, err));
+	int cond = !strcmp(cls, "UNet2DConditionModel");
+	if (cond && !o->context)
+		return cdm_fail(err, CDM_EINPUT, "%s: a UNet2DConditionModel: --context CTX "
+				"(encoder_hidden_states) is required", o->model);
+	if (!cond && o->context)
+		return cdm_fail(err, CDM_EINPUT, "--context: %s is not a UNet2DConditionModel "
+				"(_class_name '%s')", o->model, cls);
+	if (cond && o->nlabels)
+		return cdm_fail(err, CDM_EINPUT, "--label: %s is text-conditional (use --context)",
+				o->model);
+	return cond ? cdm_unet_cond_load(uc, nn, o->model, paths, err)
+		    : cdm_unet_load(u, nn, o->model, paths, err);
+}
+
+/* --vae-decode, --text-encode, --tokenize: one library call, then an
+ * atomic save with signals held. */
+static int run_component(const struct opts *o, struct cdm_err *err)
+{
+	cdm_st *in = NULL;
+	cdm_st_writer *w = NULL;
+	int rc = 0;
+	if (o->mode == MODE_TOKENIZE)
+		rc = cdm_sd_tokenize_st(o->model, (const char *const *)o->prompts, o->nprompts, &w, err);
+	else if ((rc = cdm_st_open(&in, o->input, err)) == 0)
+		rc = o->mode == MODE_VAE ? cdm_sd_vae_decode_st(o->model, in, &w, err)
+					 : cdm_sd_text_encode_st(o->model, in, &w, err);
+	if (rc == 0) {
+		cdm_cli_block_signals(1);
+		rc = cdm_st_writer_save(w, o->output, 0644, 0, err);
+		cdm_cli_block_signals(0);
+	}
+	cdm_st_writer_free(w);
+	if (in)
+		cdm_st_close(in);
+	return rc;
+}
+
 static int run(const struct opts *o, struct cdm_err *err)
 {
 	cdm_nn *nn = NULL;
 	cdm_unet *u = NULL;
+	cdm_unet_cond *uc = NULL;
 	cdm_st *in = NULL, *zf = NULL;
 	cdm_sampler *s = NULL;
 	cdm_tensor *x = NULL, *lab = NULL, *eps = NULL, *z = NULL, *hist = NULL, *xp = NULL,
-		   *x0 = NULL;
+		   *x0 = NULL, *ctx = NULL;
 	struct cdm_model_paths paths;
 	double t[MAXB];
 	int64_t labels[MAXB];
 	int rc;
-	if ((rc = cdm_nn_plain_new(&nn, err)) < 0 ||
-	    (rc = cdm_unet_load(&u, nn, o->model, &paths, err)) < 0 ||
+	if ((rc = cdm_nn_plain_new(&nn, err)) < 0 || (rc = load_unet(o, nn, &u, &uc, &paths, err)) < 0 ||
+	    (o->context && (rc = cdm_sd_load_ctx(nn, o->context, &ctx, err)) < 0) ||
 	    (rc = cdm_st_open(&in, o->input, err)) < 0 || (rc = load_image(nn, in, "x", &x, err)) < 0)
 		goto done;
-	const struct cdm_unet_config *c = cdm_unet_config(u);
+	static const struct cdm_unet_config no_classes;
+	const struct cdm_unet_config *c = u ? cdm_unet_config(u) : &no_classes;
 	int64_t B = x->dim[0];
-	if ((rc = cdm_unet_check_input(u, 4, x->dim, err)) < 0) {
+	if ((rc = u ? cdm_unet_check_input(u, 4, x->dim, err)
+		    : cdm_unet_cond_check_input(uc, 4, x->dim, 0, NULL, err)) < 0) {
 		cdm_err_prefix(err, "%s: ", cdm_st_path(in));
+		goto done;
+	}
+	if (uc && (rc = cdm_unet_cond_check_input(uc, 4, x->dim, ctx->ndim, ctx->dim, err)) < 0) {
+		cdm_err_prefix(err, "%s: ", o->context);
 		goto done;
 	}
 	if (B > MAXB || (o->nt != 1 && o->nt != B) || (o->nlabels > 1 && o->nlabels != B)) {
@@ -220,7 +292,8 @@ static int run(const struct opts *o, struct cdm_err *err)
 		if (co.order == 2 && (rc = load_history(nn, in, s, k, &hist, err)) < 0)
 			goto done;
 	}
-	if ((rc = cdm_unet_forward(u, x, t, lab, &eps, err)) < 0)
+	if ((rc = u ? cdm_unet_forward(u, x, t, lab, &eps, err)
+		    : cdm_unet_cond_forward(uc, x, t, ctx, &eps, err)) < 0)
 		goto done;
 	if (o->eps_only) {
 		rc = write_out(nn, o->output, "eps", eps, NULL, o, err);
@@ -231,12 +304,13 @@ static int run(const struct opts *o, struct cdm_err *err)
 	rc = write_out(nn, o->output, "x", xp, o->kind == CDM_SAMPLER_DPMPP ? x0 : NULL, o, err);
 done:
 	if (nn) {
-		cdm_tensor *all[] = {x, lab, eps, z, hist, xp, x0};
+		cdm_tensor *all[] = {x, lab, eps, z, hist, xp, x0, ctx};
 		for (size_t i = 0; i < sizeof all / sizeof *all; i++)
 			cdm_nn_free(nn, all[i]);
 	}
 	cdm_sampler_free(s);
 	cdm_unet_free(u);
+	cdm_unet_cond_free(uc);
 	if (in)
 		cdm_st_close(in);
 	if (zf)
@@ -248,20 +322,24 @@ done:
 int main(int argc, char **argv)
 {
 	static const struct option lo[] = {
+		{"context", required_argument, 0, 'c'},
 		{"eps", no_argument, 0, 'E'},      {"eta", required_argument, 0, 'e'},
 		{"help", no_argument, 0, 'h'},     {"label", required_argument, 0, 'l'},
 		{"model", required_argument, 0, 'm'}, {"noise", required_argument, 0, 'z'},
 		{"output", required_argument, 0, 'o'}, {"quiet", no_argument, 0, 'q'},
 		{"sampler", required_argument, 0, 'S'}, {"steps", required_argument, 0, 'n'},
+		{"text-encode", no_argument, 0, 'X'},
 		{"timestep", required_argument, 0, 't'}, {"timesteps", no_argument, 0, 'T'},
+		{"tokenize", no_argument, 0, 'K'}, {"vae-decode", no_argument, 0, 'V'},
 		{0, 0, 0, 0}};
 	struct opts o = {.output = "-", .input = "-", .kind = CDM_SAMPLER_DDIM};
 	struct cdm_err err = {0};
-	int ch, eta_set = 0;
+	int ch, eta_set = 0, nmodes = 0;
 	opterr = 0;
 	while ((ch = getopt_long(argc, argv, ":hm:o:qt:", lo, NULL)) != -1) {
 		int rc = 0;
 		switch (ch) {
+		case 'c': o.context = optarg; break;
 		case 'E': o.eps_only = 1; break;
 		case 'e': rc = cdm_cli_double("--eta", optarg, 0, 1000, &o.eta, &err), eta_set = 1; break;
 		case 'h': fputs(help, stdout); return 0;
@@ -278,6 +356,9 @@ int main(int argc, char **argv)
 			break;
 		case 't': rc = cdm_cli_int_list("-t", optarg, 0, 1 << 30, o.t, MAXB, &o.nt, &err); break;
 		case 'T': o.list = 1; break;
+		case 'K': nmodes++, o.mode = MODE_TOKENIZE; break;
+		case 'V': nmodes++, o.mode = MODE_VAE; break;
+		case 'X': nmodes++, o.mode = MODE_TEXT; break;
 		case 'z': o.noise = optarg; break;
 		case ':': {
 			char m[96];
@@ -293,12 +374,30 @@ int main(int argc, char **argv)
 		if (rc < 0)
 			return cdm_cli_usage_error(PROG, SYNOPSIS, err.msg);
 	}
+	if (!o.model)
+		return cdm_cli_usage_error(PROG, SYNOPSIS, "-m MODEL_DIR is required");
+	if (nmodes > 1)
+		return cdm_cli_usage_error(PROG, SYNOPSIS, "--vae-decode, --text-encode and "
+					   "--tokenize exclude each other");
+	if (o.mode == MODE_TOKENIZE) {
+		o.prompts = argv + optind;
+		o.nprompts = argc - optind;
+		if (!o.nprompts)
+			return cdm_cli_usage_error(PROG, SYNOPSIS, "--tokenize needs a PROMPT");
+		int rc = run_component(&o, &err);
+		return rc < 0 ? cdm_cli_fail(PROG, &err) : 0;
+	}
 	if (optind < argc)
 		o.input = argv[optind++];
 	if (optind < argc)
 		return cdm_cli_usage_error(PROG, SYNOPSIS, "more than one INPUT");
-	if (!o.model)
-		return cdm_cli_usage_error(PROG, SYNOPSIS, "-m MODEL_DIR is required");
+	if (o.mode != MODE_STEP) {
+		if (o.nt || o.context || o.nlabels || o.list || o.noise || o.eps_only)
+			return cdm_cli_usage_error(PROG, SYNOPSIS, "--vae-decode and --text-encode "
+						   "take only -m, -o and INPUT");
+		int rc = run_component(&o, &err);
+		return rc < 0 ? cdm_cli_fail(PROG, &err) : 0;
+	}
 	if (eta_set && o.kind != CDM_SAMPLER_DDIM && o.eta != 0)
 		return cdm_cli_usage_error(PROG, SYNOPSIS, "--eta applies to --sampler ddim only");
 	int rc;
