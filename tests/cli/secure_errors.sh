@@ -145,6 +145,13 @@ len=$(wc -c <"$T/hdr")
   cat "$T/hdr"; printf '\000\000\300\177'; } >"$T/nan/diffusion_pytorch_model.safetensors"
 fails 1 "conv_in.bias" $B/cdm-share -o "$T/nanshare" "$T/nan"
 ls "$T" | grep -q nanshare && bad "cdm-share left files behind: $(ls "$T" | grep nanshare)"
+# a failing run never replaces existing shares
+echo keep >"$T/old.1"
+fails 1 "conv_in.bias" $B/cdm-share -o "$T/old" "$T/nan"
+[ "$(cat "$T/old.1")" = keep ] || bad "cdm-share replaced an existing file on failure"
+[ "$(ls "$T" | grep -c '^old')" = 1 ] || bad "cdm-share left files: $(ls "$T" | grep '^old')"
+fails 1 "outside 0..9" $B/cdm-share -o "$T/old" --input --label 10 "$T/m.0"
+fails 1 "need --input" $B/cdm-share -o "$T/old" --seed 3 $M
 
 [ $fail = 0 ] && echo "secure error paths ok"
 exit $fail
