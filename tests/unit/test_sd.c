@@ -369,6 +369,138 @@ static void test_ops(void)
 	cdm_nn_plain_free(nn);
 }
 
+/* ---- hostile inputs ------------------------------------------------------------ */
+
+/* cfg parse must fail with a message containing `want`. */
+static void refuse(int which, const char *json, const char *want)
+{
+	struct cdm_err err = {0};
+	struct cdm_unet_cond_config u;
+	struct cdm_vae_config v;
+	struct cdm_clip_config c;
+	int rc = which == 0   ? cdm_unet_cond_config_parse(&u, json, strlen(json), "cfg", &err)
+		 : which == 1 ? cdm_vae_config_parse(&v, json, strlen(json), "cfg", &err)
+			      : cdm_clip_config_parse(&c, json, strlen(json), "cfg", &err);
+	CHECK(rc == CDM_EINPUT && strstr(err.msg, want), "config %s: rc %d, message '%s', "
+	      "expected '%s'", json, rc, err.msg, want);
+}
+
+static void hostile(const char *root)
+{
+	struct cdm_err err = {0};
+	refuse(0, "{\"transformer_layers_per_block\": 2}", "transformer_layers_per_block");
+	refuse(0, "{\"transformer_layers_per_block\": [1, 2, 1, 1]}", "transformer_layers_per_block");
+	refuse(0, "{\"num_attention_heads\": 8}", "num_attention_heads");
+	refuse(0, "{\"act_fn\": \"gelu\"}", "act_fn");
+	refuse(0, "{\"_class_name\": \"UNet2DModel\"}", "UNet2DConditionModel");
+	refuse(0, "{\"only_cross_attention\": true}", "only_cross_attention");
+	refuse(0, "{\"addition_embed_type\": \"text_time\"}", "addition_embed_type");
+	refuse(0, "{\"block_out_channels\": [4, 8], \"attention_head_dim\": [1, 2, 3], "
+	       "\"down_block_types\": [\"DownBlock2D\", \"DownBlock2D\"], "
+	       "\"up_block_types\": [\"UpBlock2D\", \"UpBlock2D\"]}",
+	       "attention_head_dim has 3 entries for 2 blocks");
+	refuse(0, "{\"down_block_types\": [\"AttnDownBlock2D\"]}", "down_block_types[0]");
+	refuse(0, "{\"mid_block_type\": \"UNetMidBlock2DSimpleCrossAttn\"}", "mid_block_type");
+	refuse(1, "{\"up_block_types\": [\"UpDecoderBlock2D\"], \"block_out_channels\": [4, 8]}",
+	       "up blocks");
+	refuse(1, "{\"act_fn\": \"relu\"}", "act_fn");
+	refuse(2, "{\"hidden_size\": 10, \"num_attention_heads\": 3}", "num_attention_heads");
+	refuse(2, "{\"hidden_act\": \"relu\"}", "hidden_act");
+	refuse(2, "[1, 2]", "not a JSON object");
+	/* defaults: SD1.5 UNet sizes from an empty config; a nested CLIPModel config */
+	struct cdm_unet_cond_config u;
+	CHECK(cdm_unet_cond_config_parse(&u, "{}", 2, "cfg", &err) == 0 && u.n_blocks == 4 &&
+		      u.boc[3] == 1280 && u.heads[0] == 8 && u.cross_dim[0] == 1280 &&
+		      u.down_cross[0] == 1 && !u.down_cross[3] && !u.up_cross[0] && u.has_mid &&
+		      u.temb_dim == 1280,
+	      "UNet2DConditionModel defaults");
+	struct cdm_clip_config c;
+	const char *nested = "{\"text_config\": {\"hidden_size\": 768, \"num_attention_heads\": 12}}";
+	CHECK(cdm_clip_config_parse(&c, nested, strlen(nested), "cfg", &err) == 0 &&
+		      c.hidden_size == 768 && c.num_heads == 12 && c.vocab_size == 49408 &&
+		      c.max_positions == 77 && c.quick_gelu,
+	      "CLIP defaults / text_config");
+
+	/* shapes: a UNet without context, a wrong context, a size that does not halve */
+	char dir[4200];
+	snprintf(dir, sizeof dir, "%.4000s/u_fasttest", root);
+	cdm_nn *nn = NULL;
+	cdm_unet_cond *un = NULL;
+	cdm_vae *va = NULL;
+	cdm_tensor *x = NULL, *ctx = NULL, *out = NULL;
+	if (cdm_nn_plain_new(&nn, &err) < 0 || cdm_unet_cond_load(&un, nn, dir, NULL, &err) < 0) {
+		CHECK(0, "u_fasttest: %s", err.msg);
+		goto done;
+	}
+	static float zeros[2 * 4 * 10 * 10 + 2 * 3 * 9];
+	int64_t xd[4] = {2, 4, 8, 8}, xbad[4] = {2, 4, 9, 9}, cd[3] = {2, 3, 8}, cbad[3] = {1, 3, 8};
+	cdm_nn_public(nn, 4, xd, zeros, &x, &err);
+	cdm_nn_public(nn, 3, cd, zeros, &ctx, &err);
+	double t[2] = {1, 2};
+	CHECK(cdm_unet_cond_forward(un, x, t, NULL, &out, &err) == CDM_EINPUT &&
+		      strstr(err.msg, "context"), "no context: %s", err.msg);
+	cdm_tensor *cb = NULL, *xb = NULL;
+	cdm_nn_public(nn, 3, cbad, zeros, &cb, &err);
+	CHECK(cdm_unet_cond_forward(un, x, t, cb, &out, &err) == CDM_EINPUT &&
+		      strstr(err.msg, "ctx: shape [1,3,8], expected [2,L,8]"), "bad ctx: %s", err.msg);
+	cdm_nn_public(nn, 4, xbad, zeros, &xb, &err);
+	CHECK(cdm_unet_cond_forward(un, xb, t, ctx, &out, &err) == CDM_EINPUT &&
+		      strstr(err.msg, "halve"), "9x9 accepted or bad message: %s", err.msg);
+	CHECK(cdm_unet_cond_forward(un, x, t, ctx, &out, &err) == 0, "a good call: %s", err.msg);
+	CHECK(cdm_unet_cond_ctx_dim(un) == 8, "ctx dim");
+	cdm_nn_free(nn, out), out = NULL;
+	/* the VAE refuses the UNet's folder and a wrong latent */
+	CHECK(cdm_vae_load(&va, nn, dir, &err) == CDM_EINPUT && strstr(err.msg, "AutoencoderKL"),
+	      "vae on a unet folder: %s", err.msg);
+	cdm_vae_free(va), va = NULL;
+	snprintf(dir, sizeof dir, "%.4000s/v_fasttest", root);
+	cdm_nn *nn2 = NULL;
+	cdm_nn_plain_new(&nn2, &err);
+	CHECK(cdm_vae_load(&va, nn2, dir, &err) == 0, "vae: %s", err.msg);
+	if (va) {
+		cdm_tensor *z3 = NULL, *o3 = NULL;
+		int64_t zd[4] = {1, 3, 4, 4};
+		cdm_nn_public(nn2, 4, zd, zeros, &z3, &err);
+		CHECK(cdm_vae_decode(va, z3, &o3, &err) == CDM_EINPUT &&
+			      strstr(err.msg, "expected [B,4,h,w]"), "vae latent: %s", err.msg);
+		cdm_nn_free(nn2, z3);
+		cdm_nn_free(nn2, o3);
+	}
+	cdm_vae_free(va);
+	cdm_nn_plain_free(nn2);
+	cdm_nn_free(nn, cb);
+	cdm_nn_free(nn, xb);
+	/* tokenizer: a vocabulary without BOS/EOS is refused; known ids */
+	cdm_tokenizer *tk = NULL;
+	snprintf(dir, sizeof dir, "%.4000s/tok", root);
+	if (cdm_tokenizer_load(&tk, dir, &err) == 0) {
+		int64_t ids[77];
+		CHECK(cdm_tokenizer_encode(tk, "", ids, 77, &err) == 0 &&
+			      ids[0] == cdm_tokenizer_bos(tk) && ids[1] == cdm_tokenizer_eos(tk) &&
+			      ids[76] == cdm_tokenizer_eos(tk),
+		      "empty prompt: BOS EOS padding");
+		CHECK(cdm_tokenizer_encode(tk, "x", ids, 76, &err) == CDM_EINPUT, "wrong length");
+		/* whitespace and case do not matter */
+		int64_t a[77], b[77];
+		cdm_tokenizer_encode(tk, "a Photo of a BOOT", a, 77, &err);
+		cdm_tokenizer_encode(tk, "  a photo\tof   a boot\n", b, 77, &err);
+		CHECK(!memcmp(a, b, sizeof a), "case/whitespace normalisation");
+		cdm_tokenizer_free(tk);
+	} else {
+		CHECK(0, "tok: %s", err.msg);
+	}
+	CHECK(cdm_tokenizer_load(&tk, root, &err) == CDM_EINPUT && strstr(err.msg, "vocab.json"),
+	      "no vocab: %s", err.msg);
+done:
+	if (nn) {
+		cdm_nn_free(nn, x);
+		cdm_nn_free(nn, ctx);
+		cdm_nn_free(nn, out);
+	}
+	cdm_unet_cond_free(un);
+	cdm_nn_plain_free(nn);
+}
+
 /* ---- cases ------------------------------------------------------------------ */
 
 enum kind { K_UNET, K_VAE, K_CLIP, K_TOK, K_COUNT };
@@ -448,5 +580,6 @@ int main(void)
 		root = "tests/golden_sd";
 	test_ops();
 	golden_cases(root);
+	hostile(root);
 	return check_done();
 }
