@@ -228,6 +228,8 @@ static int bin_dir(char *buf, size_t size)
 	return 0;
 }
 
+#define MODEL_SYNOPSIS "cdm-bench model -m MODEL [options] (see cdm-bench --help)"
+
 static int cmd_model(int argc, char **argv)
 {
 	enum { O_SAMPLER = 256, O_STEPS, O_BATCH, O_NET, O_RUNS, O_LABEL, O_SEED, O_KEEP,
@@ -247,6 +249,7 @@ static int cmd_model(int argc, char **argv)
 	int json = 0, quiet = 0, c;
 	char pbuf[256] = "cdm,spu", dir[4096];
 	struct cdm_err err = {0};
+	opterr = 0; /* one error line: ours */
 	while ((c = getopt_long(argc, argv, "hjm:p:q", lo, NULL)) != -1) {
 		int rc = 0;
 		switch (c) {
@@ -269,20 +272,22 @@ static int cmd_model(int argc, char **argv)
 		case O_SEED: rc = cdm_cli_int("--seed", optarg, 0, INT64_MAX, &v, &err); o.seed = (uint64_t)v; break;
 		case O_STEPS: rc = cdm_cli_int("--steps", optarg, 1, 100000, &v, &err); o.steps = v; break;
 		case O_TIMEOUT: rc = cdm_cli_int("--timeout", optarg, 1, 1 << 30, &v, &err); o.timeout_s = (int)v; break;
-		default: return cdm_cli_usage_error(PROG, SYNOPSIS, "unknown option");
+		default:
+			return cdm_cli_usage_error(PROG, MODEL_SYNOPSIS,
+						   "unknown option or missing argument");
 		}
 		if (rc < 0)
 			return cdm_cli_fail(PROG, &err);
 	}
 	if (optind < argc)
-		return cdm_cli_usage_error(PROG, SYNOPSIS, "unexpected argument");
+		return cdm_cli_usage_error(PROG, MODEL_SYNOPSIS, "unexpected argument");
 	if (!o.model_dir)
-		return cdm_cli_usage_error(PROG, SYNOPSIS, "model: -m MODEL is required");
+		return cdm_cli_usage_error(PROG, MODEL_SYNOPSIS, "model: -m MODEL is required");
 	char *names[CDM_BENCH_MAX_SUITES + 1];
 	enum cdm_suite suites[CDM_BENCH_MAX_SUITES];
 	int ns = split(pbuf, names, CDM_BENCH_MAX_SUITES);
 	if (ns <= 0)
-		return cdm_cli_usage_error(PROG, SYNOPSIS, "--protocols: empty or too long list");
+		return cdm_cli_usage_error(PROG, MODEL_SYNOPSIS, "--protocols: empty or too long list");
 	for (int i = 0; i < ns; i++) {
 		if (cdm_suite_parse(names[i]) < 0) {
 			fprintf(stderr, "%s: --protocols: unknown suite '%s' (cdm, spu, cipherdm)\n", PROG,
@@ -330,7 +335,7 @@ static int cmd_model(int argc, char **argv)
 int main(int argc, char **argv)
 {
 	if (argc < 2)
-		return cdm_cli_usage_error(PROG, SYNOPSIS, "missing subcommand");
+		return cdm_cli_usage_error(PROG, MODEL_SYNOPSIS, "missing subcommand");
 	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
 		usage(stdout);
 		return 0;
@@ -341,5 +346,5 @@ int main(int argc, char **argv)
 		return cmd_gemm(argc - 1, argv + 1);
 	if (strcmp(argv[1], "model") == 0)
 		return cmd_model(argc - 1, argv + 1);
-	return cdm_cli_usage_error(PROG, SYNOPSIS, "unknown subcommand (ops, gemm, model)");
+	return cdm_cli_usage_error(PROG, MODEL_SYNOPSIS, "unknown subcommand (ops, gemm, model)");
 }
