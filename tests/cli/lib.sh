@@ -68,6 +68,27 @@ free_ports() {
 }
 peers_list() { echo 127.0.0.1:$1,127.0.0.1:$(($1 + 1)),127.0.0.1:$(($1 + 2)); }
 
+# ---- parties -----------------------------------------------------------------------
+# party_bg I PORT MODEL INPUT OUT ERRFILE [flags...]: cdm-party I in the
+# background (exec'ed, so $! is the party itself and signals reach it),
+# registered in $PIDS; its pid is also left in $pid<I>. Quiet, one step,
+# 3 s timeout unless flags override them.
+party_bg() {
+	local i=$1 port=$2 mo=$3 in=$4 out=$5 errf=$6
+	shift 6
+	(exec $B/cdm-party --id $i --peers "$(peers_list $port)" --model "$mo" --input "$in" \
+		-o "$out" -q --steps 1 --timeout 3 "$@" 2>"$errf") &
+	eval pid$i=$!
+	PIDS="$PIDS $!"
+}
+# wait_party I: wait for party I (started by party_bg); its status in $rc
+wait_party() {
+	eval "wait \$pid$1"
+	rc=$?
+}
+# elapsed_since START: whole seconds since START (from now_s)
+now_s() { date +%s; }
+
 # ---- cached shares -----------------------------------------------------------------
 # Model shares of $M are made once per build and model (keyed by the
 # cdm-share binary and the model files) under build/cli-cache/ and reused by
