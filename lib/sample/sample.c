@@ -17,20 +17,6 @@
 
 #define DIGEST_LEN 384
 
-/* Per-run state of the joint noise generator. */
-struct noise_gen {
-	cdm_prg priv;   /* this party's private Gaussian stream */
-	cdm_prg mask_a; /* r_i:     seed s_i, known to parties i-1 and i */
-	cdm_prg mask_b; /* r_{i+1}: seed s_{i+1}, known to parties i and i+1 */
-};
-
-static void noise_free(struct noise_gen *g)
-{
-	cdm_prg_free(&g->priv);
-	cdm_prg_free(&g->mask_a);
-	cdm_prg_free(&g->mask_b);
-}
-
 int cdm_sample_check_share(const cdm_share *sh, int id, const char *kind, struct cdm_err *err)
 {
 	const char *k = cdm_share_kind_name(sh->kind);
@@ -79,73 +65,28 @@ static int mismatch(const char *mine, const char *theirs, int peer, struct cdm_e
 	return cdm_fail(err, CDM_EINPUT, "party %d disagrees on the run parameters", peer);
 }
 
-/* One round: the digest to both peers, and this party's mask seed s_i to
- * the previous party only (so each seed is known to exactly two parties). */
-static int agree(cdm_mpc *m, const char *d, struct noise_gen *g, const uint8_t *test_seed,
-		 struct cdm_err *err)
+/* One round: the digest to both peers and from both. */
+static int agree(cdm_mpc *m, const char *d, struct cdm_err *err)
 {
 	int id = cdm_mpc_id(m), next = (id + 1) % 3, prev = (id + 2) % 3;
-	uint8_t out_prev[DIGEST_LEN + CDM_SEED_BYTES], in_next[DIGEST_LEN + CDM_SEED_BYTES];
-	char in_prev[DIGEST_LEN];
-	uint8_t s_mine[CDM_SEED_BYTES], ps[CDM_SEED_BYTES];
-	CDM_TRY(cdm_seed_random(s_mine, err));
-	memcpy(out_prev, d, DIGEST_LEN);
-	memcpy(out_prev + DIGEST_LEN, s_mine, CDM_SEED_BYTES);
+	char in[CDM_PARTIES][DIGEST_LEN];
 	struct cdm_xfer x = {0};
-	x.send[prev] = out_prev;
-	x.send_len[prev] = sizeof out_prev;
-	x.send[next] = d;
-	x.send_len[next] = DIGEST_LEN;
-	x.recv[next] = in_next;
-	x.recv_len[next] = sizeof in_next;
-	x.recv[prev] = in_prev;
-	x.recv_len[prev] = DIGEST_LEN;
-	CDM_TRY(cdm_net_round(cdm_mpc_net(m), &x, err));
-	in_next[DIGEST_LEN - 1] = 0;
-	in_prev[DIGEST_LEN - 1] = 0;
-	if (memcmp(d, in_next, DIGEST_LEN) != 0)
-		return mismatch(d, (const char *)in_next, next, err);
-	if (memcmp(d, in_prev, DIGEST_LEN) != 0)
-		return mismatch(d, in_prev, prev, err);
-	/* private stream: OS seed, or test seed + party id */
-	if (test_seed)
-		cdm_prg_derive(test_seed, "noise-private", (uint64_t)id, ps);
-	else
-		CDM_TRY(cdm_seed_random(ps, err));
-	CDM_TRY(cdm_prg_init(&g->priv, ps, err));
-	CDM_TRY(cdm_prg_init(&g->mask_a, s_mine, err));
-	CDM_TRY(cdm_prg_init(&g->mask_b, in_next + DIGEST_LEN, err));
-	memset(ps, 0, sizeof ps);
-	memset(s_mine, 0, sizeof s_mine);
-	return 0;
-}
-
-/* A fresh joint N(0,1) sharing of n elements in one round (see sample.h). */
-static int joint_gauss(cdm_mpc *m, struct noise_gen *g, cdm_shr *out, size_t n,
-		       struct cdm_err *err)
-{
-	int F = cdm_mpc_frac(m), id = cdm_mpc_id(m);
-	double *d = cdm_alloc(n, sizeof *d, err);
-	uint64_t *r = cdm_alloc(n, 16, err);
-	int rc = !d || !r ? CDM_ENOMEM : cdm_shr_new(out, n, err);
-	if (rc == 0) {
-		cdm_prg_gauss(&g->priv, d, n);
-		cdm_prg_u64(&g->mask_a, r, n);
-		cdm_prg_u64(&g->mask_b, r + n, n);
-		double s = 1.0 / sqrt(3.0);
-		for (size_t k = 0; k < n; k++)
-			out->a[k] = cdm_fxp_from_double(d[k] * s, F) + r[k] - r[n + k];
-		struct cdm_xfer x = {0};
-		int next = (id + 1) % 3, prev = (id + 2) % 3;
-		x.send[prev] = out->a;
-		x.send_len[prev] = n * 8;
-		x.recv[next] = out->b;
-		x.recv_len[next] = n * 8;
-		rc = cdm_net_round(cdm_mpc_net(m), &x, err);
+	for (int p = 0; p < CDM_PARTIES; p++) {
+		if (p == id)
+			continue;
+		x.send[p] = d;
+		x.send_len[p] = DIGEST_LEN;
+		x.recv[p] = in[p];
+		x.recv_len[p] = DIGEST_LEN;
 	}
-	cdm_free(d);
-	cdm_free(r);
-	return rc;
+	CDM_TRY(cdm_net_round(cdm_mpc_net(m), &x, err));
+	int peers[2] = {next, prev};
+	for (int k = 0; k < 2; k++) {
+		in[peers[k]][DIGEST_LEN - 1] = 0;
+		if (memcmp(d, in[peers[k]], DIGEST_LEN) != 0)
+			return mismatch(d, in[peers[k]], peers[k], err);
+	}
+	return 0;
 }
 
 /* ---- setup ------------------------------------------------------------------------ */
@@ -209,7 +150,7 @@ struct run {
 	cdm_nn *nn;
 	cdm_unet *unet;
 	cdm_sampler *sampler;
-	struct noise_gen noise;
+	cdm_noise *noise;
 	cdm_tensor *x, *labels, *x0_prev;
 	int64_t shape[4];
 };
@@ -224,14 +165,14 @@ static void run_free(struct run *r)
 	cdm_unet_free(r->unet);
 	cdm_sampler_free(r->sampler);
 	cdm_nn_secure_free(r->nn);
-	noise_free(&r->noise);
+	cdm_noise_free(r->noise);
 }
 
 static int joint_tensor(struct run *r, cdm_tensor **out, struct cdm_err *err)
 {
 	cdm_shr s = {0};
 	size_t n = (size_t)(r->shape[0] * r->shape[1] * r->shape[2] * r->shape[3]);
-	int rc = joint_gauss(r->m, &r->noise, &s, n, err);
+	int rc = cdm_noise_draw(r->noise, &s, n, err);
 	if (rc == 0)
 		rc = cdm_nn_secure_wrap(r->nn, 4, r->shape, &s, 0, out, err);
 	cdm_shr_free(&s);
@@ -254,8 +195,15 @@ static int setup(struct run *r, cdm_share *model, cdm_share *input,
 	CDM_TRY(parse_shape(input, r->shape, err));
 	digest(d, model, input, o, cdm_mpc_frac(r->m));
 	cdm_mpc_set_label(r->m, "setup");
-	CDM_TRY(agree(r->m, d, &r->noise, o->noise_seed, err));
+	CDM_TRY(agree(r->m, d, err));
+	CDM_TRY(cdm_noise_new(&r->noise, r->m, o->noise_seed, err));
 	CDM_TRY(load_configs(model, o->sampler, &ucfg, &scfg, err));
+	if (scfg.thresholding) {
+		cdm_sched_config_clear(&scfg);
+		return cdm_fail(err, CDM_EINPUT, "%s: scheduler_config has thresholding=true; "
+				"dynamic thresholding (a quantile) is not supported on shares",
+				model->path);
+	}
 	int rc = cdm_sampler_new(&r->sampler, &scfg, o->sampler, o->steps, o->eta, err);
 	cdm_sched_config_clear(&scfg);
 	CDM_TRY(rc);

@@ -81,6 +81,19 @@ int cdm_sample_share_input(const char *model, const char *prefix,
  * seed (little-endian u64 in the first 8 key bytes), sub-stream "x_T". */
 int cdm_sample_seed_noise(uint64_t seed, float *out, size_t n, struct cdm_err *err);
 
+/* ---- joint noise ---------------------------------------------------------- */
+
+typedef struct cdm_noise cdm_noise;
+
+/* One round: each party sends a fresh mask seed to the previous party.
+ * test_seed (16 bytes, tests only) makes the private Gaussian streams
+ * deterministic (derived with the party id); NULL = OS randomness. */
+int cdm_noise_new(cdm_noise **out, cdm_mpc *m, const uint8_t *test_seed, struct cdm_err *err);
+/* A fresh replicated sharing of n N(0,1) values (fixed point) in one round,
+ * 8 bytes per element per party. out is allocated when zeroed. */
+int cdm_noise_draw(cdm_noise *g, cdm_shr *out, size_t n, struct cdm_err *err);
+void cdm_noise_free(cdm_noise *g); /* accepts NULL */
+
 /* ---- the party side (cdm-party) ---------------------------------------------- */
 
 struct cdm_sample_opts {

@@ -423,6 +423,111 @@ static void test_clamp_edges(void)
 	check_case(&c);
 }
 
+/* ---- joint noise ------------------------------------------------------------ */
+
+#define NOISE_N 40000
+struct noise_job {
+	const uint8_t *seed;
+	double *v[CDM_PARTIES];
+	int rc[CDM_PARTIES];
+	uint64_t draw_bytes[CDM_PARTIES], draw_rounds[CDM_PARTIES];
+	int view_is_value[CDM_PARTIES];
+	char msg[CDM_PARTIES][256];
+};
+static struct noise_job *cur_noise;
+
+static void party_noise(cdm_mpc *m, void *arg)
+{
+	struct noise_job *j = cur_noise;
+	int p = cdm_mpc_id(m);
+	struct cdm_err err = {0};
+	cdm_noise *g = NULL;
+	cdm_shr s = {0};
+	uint64_t *v = calloc(NOISE_N, 8);
+	struct cdm_net_stats a, b;
+	(void)arg;
+	int rc = cdm_noise_new(&g, m, j->seed, &err);
+	cdm_net_get_stats(cdm_mpc_net(m), &a);
+	if (rc == 0)
+		rc = cdm_noise_draw(g, &s, NOISE_N, &err);
+	cdm_net_get_stats(cdm_mpc_net(m), &b);
+	j->draw_bytes[p] = b.bytes_sent - a.bytes_sent;
+	j->draw_rounds[p] = b.rounds - a.rounds;
+	if (rc == 0)
+		rc = cdm_mpc_reveal(m, &s, v, &err);
+	if (rc == 0) {
+		j->v[p] = calloc(NOISE_N, sizeof(double));
+		cdm_fxp_decode_f64(j->v[p], v, NOISE_N, cdm_mpc_frac(m));
+		/* neither component alone is the value */
+		int same = 0;
+		for (int k = 0; k < NOISE_N; k++)
+			same += s.a[k] == v[k] || s.b[k] == v[k];
+		j->view_is_value[p] = same > NOISE_N / 100;
+	}
+	j->rc[p] = rc;
+	snprintf(j->msg[p], sizeof j->msg[p], "%s", err.msg);
+	cdm_shr_free(&s);
+	cdm_noise_free(g);
+	free(v);
+}
+
+static void run_noise(struct noise_job *j, const uint8_t *seed)
+{
+	void *args[3] = {0};
+	memset(j, 0, sizeof *j);
+	j->seed = seed;
+	cur_noise = j;
+	CHECK(mpc_run3(party_noise, args) == 0, "noise harness");
+	for (int p = 0; p < 3; p++)
+		CHECK(j->rc[p] == 0, "noise party %d: %s", p, j->msg[p]);
+}
+
+static void free_noise(struct noise_job *j)
+{
+	for (int p = 0; p < 3; p++)
+		free(j->v[p]);
+}
+
+static void test_noise(void)
+{
+	static const uint8_t s1[16] = {1, 2, 3}, s2[16] = {9, 9, 9};
+	struct noise_job a, b, c;
+	run_noise(&a, s1);
+	run_noise(&b, s1);
+	run_noise(&c, s2);
+	if (!a.v[0] || !b.v[0] || !c.v[0] || !a.v[1] || !a.v[2]) {
+		CHECK(0, "noise: no values");
+		return;
+	}
+	double m1 = 0, m2 = 0, m4 = 0;
+	for (int k = 0; k < NOISE_N; k++) {
+		double v = a.v[0][k];
+		m1 += v, m2 += v * v, m4 += v * v * v * v;
+	}
+	m1 /= NOISE_N, m2 /= NOISE_N, m4 /= NOISE_N;
+	fprintf(stderr, "  joint noise: mean %.4f var %.4f kurtosis %.3f, %llu B and %llu round "
+		"per draw of %d\n", m1, m2 - m1 * m1, m4 / (m2 * m2),
+		(unsigned long long)a.draw_bytes[0], (unsigned long long)a.draw_rounds[0], NOISE_N);
+	/* N(0,1): the standard errors of mean, variance and kurtosis at n = 40000
+	 * are 0.005, 0.007 and 0.025 */
+	CHECK(fabs(m1) < 0.025, "noise mean %g", m1);
+	CHECK(fabs(m2 - m1 * m1 - 1) < 0.04, "noise variance %g", m2 - m1 * m1);
+	CHECK(fabs(m4 / (m2 * m2) - 3) < 0.15, "noise kurtosis %g", m4 / (m2 * m2));
+	CHECK(!memcmp(a.v[0], a.v[1], NOISE_N * 8) && !memcmp(a.v[0], a.v[2], NOISE_N * 8),
+	      "noise: parties revealed different values");
+	CHECK(!memcmp(a.v[0], b.v[0], NOISE_N * 8), "noise: same test seed, different noise");
+	CHECK(memcmp(a.v[0], c.v[0], NOISE_N * 8) != 0, "noise: other test seed, same noise");
+	for (int p = 0; p < 3; p++) {
+		CHECK(!a.view_is_value[p], "noise: party %d's component equals the value", p);
+		CHECK(a.draw_rounds[p] == 1 && a.draw_bytes[p] <= 8 * NOISE_N + 64,
+		      "noise draw: party %d sent %llu B in %llu rounds", p,
+		      (unsigned long long)a.draw_bytes[p], (unsigned long long)a.draw_rounds[p]);
+	}
+	free_noise(&a);
+	free_noise(&b);
+	free_noise(&c);
+}
+
 /* ---- whole UNet calls --------------------------------------------------------- */
 
 struct unet_job {
@@ -598,6 +703,7 @@ int main(void)
 	rng = check_seed();
 	test_ops();
 	test_clamp_edges();
+	test_noise();
 	test_unet();
 	return check_done();
 }
