@@ -36,12 +36,14 @@ static const char help[] =
 	"      --psnr REF      print the PSNR in dB of the 8-bit images of the result and of\n"
 	"                      REF's tensor `x` (same shape) on stdout\n"
 	"      --summary       print the shape, min, max, mean and standard deviation of x\n"
+	"  -q, --quiet         accepted for symmetry (only errors are printed)\n"
 	"  -h, --help          this help\n";
 
 static const struct option longopts[] = {
 	{"help", no_argument, NULL, 'h'},
 	{"output", required_argument, NULL, 'o'},
 	{"psnr", required_argument, NULL, 'P'},
+	{"quiet", no_argument, NULL, 'q'},
 	{"summary", no_argument, NULL, 'S'},
 	{NULL, 0, NULL, 0},
 };
@@ -174,11 +176,12 @@ int main(int argc, char **argv)
 	struct image im = {0};
 	int c, want_summary = 0;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "ho:", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "ho:q", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h': fputs(help, stdout); return 0;
 		case 'o': out = optarg; break;
 		case 'P': ref = optarg; break;
+		case 'q': break; /* only errors are printed anyway */
 		case 'S': want_summary = 1; break;
 		default:
 			snprintf(err.msg, sizeof err.msg, "unknown or incomplete option '%s'",

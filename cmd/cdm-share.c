@@ -42,6 +42,7 @@ static const char help[] =
 	"      --frac-bits F     fixed-point fraction bits (default 20; 8..24); the model\n"
 	"                        and the input shares must use the same value\n"
 	"      --zstd L          compress the share files with zstd level L (1..19)\n"
+	"  -q, --quiet           accepted for symmetry (only errors are printed)\n"
 	"  -h, --help            this help\n";
 
 enum { O_INPUT = 256, O_LABEL, O_BATCH, O_SEED, O_DUMP, O_NOISE, O_FRAC, O_ZSTD };
@@ -55,6 +56,7 @@ static const struct option longopts[] = {
 	{"label", required_argument, NULL, O_LABEL},
 	{"noise", required_argument, NULL, O_NOISE},
 	{"output", required_argument, NULL, 'o'},
+	{"quiet", no_argument, NULL, 'q'},
 	{"seed", required_argument, NULL, O_SEED},
 	{"zstd", required_argument, NULL, O_ZSTD},
 	{NULL, 0, NULL, 0},
@@ -72,10 +74,11 @@ static int parse(int argc, char **argv, struct opts *o, struct cdm_err *err)
 {
 	long long v;
 	int c;
-	while ((c = getopt_long(argc, argv, "ho:", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "ho:q", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h': fputs(help, stdout); exit(0);
 		case 'o': o->prefix = optarg; break;
+		case 'q': break; /* nothing to silence: cdm-share prints only errors */
 		case O_INPUT: o->input = 1; break;
 		case O_LABEL:
 			CDM_TRY(cdm_cli_int_list("--label", optarg, 0, 1 << 20, o->labels,
