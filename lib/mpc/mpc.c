@@ -5,6 +5,9 @@
 
 #include <stdio.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "../ring/ring.h"
 
@@ -206,6 +209,24 @@ size_t cdm_mpc_costs(const cdm_mpc *m, struct cdm_cost *out, size_t max)
 	return n;
 }
 
+/* Every protocol call allocates and frees buffers of tensor size (MBs).
+ * With glibc's defaults the heap top is trimmed back to the kernel after
+ * each free and regrown on the next call, so a UNet call spends a third of
+ * its CPU in page faults and page clearing. Keep freed memory in the
+ * process instead (peak memory is unchanged: the same buffers are reused).
+ * Process-wide, set once; harmless for other allocators (no-op). */
+static void mpc_tune_malloc(void)
+{
+#ifdef __GLIBC__
+	static int done;
+	if (__atomic_exchange_n(&done, 1, __ATOMIC_RELAXED))
+		return; /* sessions may start in several threads at once */
+	mallopt(M_MMAP_THRESHOLD, 32 << 20);
+	mallopt(M_TRIM_THRESHOLD, 512 << 20);
+	mallopt(M_TOP_PAD, 64 << 20);
+#endif
+}
+
 static int mpc_prg_from(cdm_prg *g, const uint8_t key[CDM_SEED_BYTES], const char *label,
 			struct cdm_err *err)
 {
@@ -218,6 +239,7 @@ int cdm_mpc_new(cdm_mpc **out, cdm_net *net, const struct cdm_mpc_opts *opts,
 		struct cdm_err *err)
 {
 	*out = NULL;
+	mpc_tune_malloc();
 	int frac = opts && opts->frac_bits ? opts->frac_bits : CDM_FRAC_BITS_DEFAULT;
 	if (frac < CDM_FRAC_BITS_MIN || frac > CDM_FRAC_BITS_MAX)
 		return cdm_fail(err, CDM_EINPUT, "mpc: %d fraction bits out of range [%d, %d]", frac,
