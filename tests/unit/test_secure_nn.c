@@ -562,8 +562,12 @@ static void party_unet(cdm_mpc *m, void *arg)
 		const char *text = cdm_share_meta(sh, "config");
 		rc = cdm_unet_config_parse(&cfg, text, strlen(text), path, &err);
 	}
+	/* CDM_SECURE_SUITE=spu|cipherdm reports the other suites (the 1e-2 bound
+	 * is the cdm suite's) */
+	const char *sn = getenv("CDM_SECURE_SUITE");
+	int suite = sn ? cdm_suite_parse(sn) : CDM_SUITE_CDM;
 	if (rc == 0)
-		rc = cdm_nn_secure_new(&nn, m, CDM_SUITE_CDM, &err);
+		rc = cdm_nn_secure_new(&nn, m, suite < 0 ? CDM_SUITE_CDM : (enum cdm_suite)suite, &err);
 	if (rc == 0)
 		rc = cdm_nn_secure_bind(nn, sh, &err);
 	if (rc == 0)
