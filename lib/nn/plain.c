@@ -87,6 +87,17 @@ static int p_weight(void *vctx, const char *name, int ndim, const int64_t *dim,
 				name);
 	float *data = NULL;
 	CDM_TRY(cdm_st_load_f32(ctx->weights, name, ndim, dim, &data, err));
+	/* a NaN or infinite weight would silently make every output NaN */
+	int64_t n = 1;
+	for (int i = 0; i < ndim; i++)
+		n *= dim[i];
+	for (int64_t i = 0; i < n; i++)
+		if (!isfinite(data[i])) {
+			const char *what = isnan(data[i]) ? "NaN" : "infinite";
+			cdm_free(data);
+			return cdm_fail(err, CDM_EINPUT, "%s: tensor '%s': element %lld is %s",
+					cdm_st_path(ctx->weights), name, (long long)i, what);
+		}
 	cdm_tensor *t = cdm_zalloc(1, sizeof *t, err);
 	if (!t) {
 		cdm_free(data);
