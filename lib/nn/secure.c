@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "../ring/ring.h"
+#include "secure_sd.h"
 
 /* Columns of one conv im2col chunk are capped so that a chunk's im2col
  * buffers stay near 32 MB per component whatever the batch size. */
@@ -422,6 +423,7 @@ static const char *act_label(enum cdm_act k)
 	static const char *const names[CDM_ACT_COUNT] = {
 		[CDM_ACT_SILU] = "silu", [CDM_ACT_MISH] = "mish", [CDM_ACT_GELU] = "gelu",
 		[CDM_ACT_RELU] = "relu", [CDM_ACT_EXP] = "exp",   [CDM_ACT_SQRT] = "sqrt",
+		[CDM_ACT_QUICK_GELU] = "gelu",
 	};
 	return (unsigned)k < CDM_ACT_COUNT ? names[k] : "act";
 }
@@ -439,6 +441,7 @@ static int s_act(void *vc, cdm_tensor *out, const cdm_tensor *x, enum cdm_act ki
 	case CDM_ACT_GELU: return cdm_nl_gelu(c->m, c->suite, o, xs, err);
 	case CDM_ACT_RELU: return cdm_mpc_relu(c->m, o, xs, err);
 	case CDM_ACT_EXP: return cdm_nl_exp(c->m, c->suite, o, xs, err);
+	case CDM_ACT_QUICK_GELU: return cdm_nn_secure_sd_quick_gelu(c->m, c->suite, o, xs, err);
 	case CDM_ACT_SQRT: {
 		/* sqrt(x) = x * rsqrt(x); rsqrt of x <= 0 is finite, so the
 		 * product is 0 there as sqrt(max(x,0)) requires. */
@@ -755,6 +758,24 @@ static int s_from_tokens(void *vc, cdm_tensor *out, const cdm_tensor *x, struct 
 	return 0;
 }
 
+/* ---- Stable Diffusion ops (secure_sd.c) ---------------------------------------- */
+
+static int s_attention_causal(void *vc, cdm_tensor *out, const cdm_tensor *q, const cdm_tensor *k,
+			      const cdm_tensor *v, int nheads, double scale, struct cdm_err *err)
+{
+	struct sec_ctx *c = vc;
+	size_t H = (size_t)nheads;
+	return cdm_nn_secure_sd_attention_causal(c->m, c->suite, SO(out), SI(q), SI(k), SI(v),
+						 (size_t)q->dim[0], (size_t)q->dim[1], H,
+						 (size_t)q->dim[2] / H, scale, err);
+}
+
+static int s_reshape(void *vc, cdm_tensor *out, const cdm_tensor *x, struct cdm_err *err)
+{
+	SD(out)->integer = SD(x)->integer;
+	return cdm_nn_secure_sd_reshape(SO(out), SI(x), err);
+}
+
 /* ---- the table ------------------------------------------------------------------ */
 
 static const struct cdm_nn_ops secure_ops = {
@@ -785,6 +806,8 @@ static const struct cdm_nn_ops secure_ops = {
 	.avgpool2x = s_avgpool2x,
 	.to_tokens = s_to_tokens,
 	.from_tokens = s_from_tokens,
+	.attention_causal = s_attention_causal,
+	.reshape = s_reshape,
 };
 
 int cdm_nn_secure_new(cdm_nn **out, cdm_mpc *m, enum cdm_suite suite, struct cdm_err *err)
