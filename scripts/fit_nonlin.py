@@ -126,6 +126,18 @@ for name, f in (("recip", lambda c: 1 / c), ("rsqrt", lambda c: 1 / np.sqrt(c)))
     emit(f"/* 1st guess of {name} on [0.375, 1.25], quadratic, relative error {e:.2e} */")
     emit(f"static const double nl_{name}_guess[3] = {{" + ", ".join(f"{v:.17g}" for v in c) + "};\n")
 
+# Half-octave normalisation (inv.c): x in a bucket with lower edge L gives
+# c = x / L in [1, 1.5] (sqrt(2) except where tiny thresholds round),
+# w = 4c - 5 in [-1, 1]; g(c) as a degree-3 monomial polynomial in w,
+# fitted for relative error on w in [-1.02, 1.02].
+for name, f in (("recip", lambda c: 1 / c), ("rsqrt", lambda c: 1 / np.sqrt(c))):
+    ww = np.linspace(-1.02, 1.02, 20001)
+    cc = (ww + 5) / 4
+    V = np.vander(ww, 4, increasing=True) / f(cc)[:, None]
+    c, e = lawson(V, np.ones_like(ww))
+    emit(f"/* {name}(c), c = (w + 5)/4, w in [-1.02, 1.02], degree 3 in w, relative error {e:.2e} */")
+    emit(f"static const double nl_inv_{name}[4] = {{" + ", ".join(f"{v:.17g}" for v in c) + "};\n")
+
 # CipherDM chexp: sum c_k T_k(u), u = x/7 + 1, expanded into monomials of u.
 ck = [0.14021878, 0.27541278, 0.22122865, 0.14934221, 0.0907736, 0.04369614,
       0.02087868, 0.00996535]

@@ -131,6 +131,12 @@ static const double nl_recip_guess[3] = {4.375074415192592, -5.8048017051827134,
 /* 1st guess of rsqrt on [0.375, 1.25], quadratic, relative error 1.61e-02 */
 static const double nl_rsqrt_guess[3] = {2.2783638967121456, -2.0892691021562095, 0.79492082890216953};
 
+/* recip(c), c = (w + 5)/4, w in [-1.02, 1.02], degree 3 in w, relative error 2.27e-04 */
+static const double nl_inv_recip[4] = {0.79981962202192702, -0.15996395912722375, 0.033380934404458697, -0.0066761466119302738};
+
+/* rsqrt(c), c = (w + 5)/4, w in [-1.02, 1.02], degree 3 in w, relative error 6.23e-05 */
+static const double nl_inv_rsqrt[4] = {0.89437202112638159, -0.089419390210284208, 0.01383667521174981, -0.0023289712844038577};
+
 /* CipherDM chexp (reference/cipherdm.md 2a) as monomials of u = x/7 + 1 */
 static const double nl_chexp_mono[8] = {-0.011114950000000012, -0.023890599999999956, 0.092084739999999984, 0.28150563999999989, -0.27598783999999998, -0.41698095999999985, 0.66811776, 0.63778239999999997};
 

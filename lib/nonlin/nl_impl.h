@@ -103,6 +103,20 @@ int nl_cdm_recip(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, int frac_in, int km
 int nl_cdm_rsqrt(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, int kmin, int kmax, int pre,
 		 struct cdm_err *err);
 
+/* out[r*cols + c] = y[r*cols + c] * g(x[r]), g = 1/x (rsqrt = 0) or
+ * 1/sqrt(x), cols = y->n / x->n, in 17 rounds (inv.c): x at frac_in >= F
+ * bits (compared after an exact shift to F bits when frac_in > F, +2
+ * rounds), y at frac_y bits, out at frac_out bits; |y g(x)| < 2^ybits.
+ * g clamps to g(2^kmin) below 2^kmin (also x <= 0) and to g(2^kmax) at
+ * and above 2^kmax. Relative error <= 2.3e-4 (1/x), 6.3e-5 (rsqrt) plus
+ * the quantisation of y and out;
+ * 2(kmax - kmin) + 1 <= INV_MAX_T comparisons per row. out: zeroed or
+ * y->n elements. */
+#define INV_MAX_T 96
+int nl_inv_mul(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, int frac_in, int kmin, int kmax,
+	       int rsqrt, const cdm_shr *y, int frac_y, int ybits, int frac_out,
+	       struct cdm_err *err);
+
 int nl_cdm_op(cdm_mpc *m, enum cdm_nl_op op, cdm_shr *out, const cdm_shr *x,
 	      struct cdm_err *err);
 int nl_spu_op(cdm_mpc *m, enum cdm_nl_op op, cdm_shr *out, const cdm_shr *x,

@@ -127,13 +127,14 @@ int cdm_nl_softmax_rows(cdm_mpc *m, enum cdm_suite s, cdm_shr *out, const cdm_sh
 	}
 	if (rc == 0) {
 		if (s == CDM_SUITE_CDM) {
-			/* exp and the row sums at Fi bits, 1/sum at Fi bits, product
-			 * truncated once to F. */
+			/* exp and the row sums at Fi bits (sum >= exp(0) = 1), then
+			 * e * (1/sum) straight to F bits (inv.c); |e/sum| <= 1. */
 			rc = nl_cdm_exp(m, &e, &d, Fi, 0, err);
 			if (rc == 0) {
 				nl_sum_rows(&sum, &e, rows, cols);
-				rc = nl_cdm_recip(m, &r, &sum, Fi, 0, klog + 1, 0, Fi, err);
+				rc = nl_inv_mul(m, out, &sum, Fi, 0, klog + 1, 0, &e, Fi, 1, F, err);
 			}
+			goto done;
 		} else {
 			rc = s == CDM_SUITE_SPU ? nl_spu_exp(m, &e, &d, err) : nl_chexp(m, &e, &d, err);
 			if (rc == 0) {
@@ -146,8 +147,9 @@ int cdm_nl_softmax_rows(cdm_mpc *m, enum cdm_suite s, cdm_shr *out, const cdm_sh
 		rc = nl_new(&rb, 1, n, err);
 	if (rc == 0) {
 		nl_bcast_rows(&rb, &r, rows, cols);
-		rc = nl_mul_shift(m, out, &e, &rb, s == CDM_SUITE_CDM ? 2 * Fi - F : F, err);
+		rc = nl_mul_shift(m, out, &e, &rb, F, err);
 	}
+done:
 	if (rc < 0 && err && rc != CDM_ENET && rc != CDM_EPROTO)
 		cdm_err_prefix(err, "nonlin softmax (%s): ", suite_names[s]);
 	cdm_shr_free(&mx), cdm_shr_free(&mb), cdm_shr_free(&d), cdm_shr_free(&e);
@@ -172,16 +174,35 @@ static int row_mean(cdm_mpc *m, cdm_shr *mean, const cdm_shr *x, size_t rows, si
 	return rc;
 }
 
+/* Per-element affine operand: NULL or exactly n elements. */
+static int check_affine(const cdm_shr *v, size_t n, const char *what, struct cdm_err *err)
+{
+	if (v && (v->n != n || (n && (!v->a || !v->b))))
+		return cdm_fail(err, CDM_EINPUT, "nonlin norm: %s holds %zu elements, not %zu", what,
+				v->n, n);
+	return 0;
+}
+
 int cdm_nl_norm_rows(cdm_mpc *m, enum cdm_suite s, cdm_shr *out, const cdm_shr *x,
 		     size_t rows, size_t cols, double eps, struct cdm_err *err)
+{
+	return cdm_nl_norm_rows_affine(m, s, out, x, rows, cols, eps, NULL, NULL, err);
+}
+
+int cdm_nl_norm_rows_affine(cdm_mpc *m, enum cdm_suite s, cdm_shr *out, const cdm_shr *x,
+			    size_t rows, size_t cols, double eps, const cdm_shr *gamma,
+			    const cdm_shr *beta, struct cdm_err *err)
 {
 	CDM_TRY(check_suite(s, "norm", err));
 	if (!(eps > 0) || eps > 1e3)
 		return cdm_fail(err, CDM_EINPUT, "nonlin norm: eps %g outside (0, 1e3]", eps);
 	CDM_TRY(check_rows(x, out, rows, cols, "norm", err));
+	CDM_TRY(check_affine(gamma, x->n, "gamma", err));
+	CDM_TRY(check_affine(beta, x->n, "beta", err));
 	int F = cdm_mpc_frac(m), rc;
 	size_t n = x->n;
 	cdm_shr mean = {0}, mb = {0}, d = {0}, sq = {0}, var = {0}, rs = {0}, rb = {0};
+	cdm_shr dd = {0}, dg = {0};
 	rc = row_mean(m, &mean, x, rows, cols, err);
 	if (rc == 0)
 		rc = nl_new(&mb, 1, n, err);
@@ -190,28 +211,50 @@ int cdm_nl_norm_rows(cdm_mpc *m, enum cdm_suite s, cdm_shr *out, const cdm_shr *
 	if (rc == 0) {
 		nl_bcast_rows(&mb, &mean, rows, cols);
 		cdm_mpc_sub(m, &d, x, &mb);
-		/* squares truncated before they are summed: no overflow of
-		 * the row sum for long rows */
-		rc = cdm_mpc_mul_trunc(m, &sq, &d, &d, err);
+		/* squares truncated before they are summed (no overflow of the
+		 * row sum for long rows); d * gamma rides in the same round */
+		if (gamma) {
+			rc = nl_new(&dd, 1, 2 * n, err);
+			if (rc == 0)
+				rc = nl_new(&dg, 1, 2 * n, err);
+			if (rc == 0) {
+				memcpy(dd.a, d.a, n * 8), memcpy(dd.b, d.b, n * 8);
+				memcpy(dd.a + n, d.a, n * 8), memcpy(dd.b + n, d.b, n * 8);
+				memcpy(dg.a, d.a, n * 8), memcpy(dg.b, d.b, n * 8);
+				memcpy(dg.a + n, gamma->a, n * 8), memcpy(dg.b + n, gamma->b, n * 8);
+				rc = cdm_mpc_mul_trunc(m, &sq, &dd, &dg, err);
+			}
+			if (rc == 0) /* d <- d * gamma; the squares stay in sq[0, n) */
+				memcpy(d.a, sq.a + n, n * 8), memcpy(d.b, sq.b + n, n * 8);
+		} else {
+			rc = cdm_mpc_mul_trunc(m, &sq, &d, &d, err);
+		}
 	}
-	if (rc == 0)
-		rc = row_mean(m, &var, &sq, rows, cols, err);
+	if (rc == 0) {
+		cdm_shr sqv = nl_view(&sq, 0, n);
+		rc = row_mean(m, &var, &sqv, rows, cols, err);
+	}
 	if (rc == 0) {
 		cdm_mpc_add_const(m, &var, &var, nl_enc(eps, F));
+		/* |d g / sqrt(var + eps)| <= sqrt(cols) |g| < 2^7 * 8 */
 		if (s == CDM_SUITE_CDM)
-			rc = nl_cdm_rsqrt(m, &rs, &var, -18, 14, 0, err);
+			rc = nl_inv_mul(m, out, &var, F, -18, 14, 1, &d, F, 10, F, err);
 		else
 			rc = nl_spu_rsqrt(m, &rs, &var, err);
 	}
-	if (rc == 0)
+	if (rc == 0 && s != CDM_SUITE_CDM) {
 		rc = nl_new(&rb, 1, n, err);
-	if (rc == 0) {
-		nl_bcast_rows(&rb, &rs, rows, cols);
-		rc = cdm_mpc_mul_trunc(m, out, &d, &rb, err);
+		if (rc == 0) {
+			nl_bcast_rows(&rb, &rs, rows, cols);
+			rc = cdm_mpc_mul_trunc(m, out, &d, &rb, err);
+		}
 	}
+	if (rc == 0 && beta)
+		cdm_mpc_add(m, out, out, beta);
 	if (rc < 0 && err && rc != CDM_ENET && rc != CDM_EPROTO)
 		cdm_err_prefix(err, "nonlin norm (%s): ", suite_names[s]);
 	cdm_shr_free(&mean), cdm_shr_free(&mb), cdm_shr_free(&d), cdm_shr_free(&sq);
 	cdm_shr_free(&var), cdm_shr_free(&rs), cdm_shr_free(&rb);
+	cdm_shr_free(&dd), cdm_shr_free(&dg);
 	return rc;
 }

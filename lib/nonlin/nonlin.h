@@ -45,11 +45,16 @@
  *            2^14, x >= 2^20 gives 2^-20. Normalise by 35 comparisons of x/32
  *            against powers of two (one call), quadratic guess, 2 Newton steps.
  *   rsqrt    same domain and measure; x < 2^-14 gives 2^7, x >= 2^20 gives 2^-10.
- *   softmax  rows (max-subtracted by a comparison tree): exp at 28 bits, one
- *            reciprocal per row; L1 error per row <= 1e-3 for cols <= 2048
- *            (output quantisation at F adds ~cols * 2^-F/3 in L1: 4096 -> ~2e-3).
+ *   softmax  rows (max-subtracted by a comparison tree): exp at 28 bits, then
+ *            e * (1/sum) per row in one go (inv.c: half-octave buckets of the
+ *            sum, degree-4 polynomial, no Newton step; 19 rounds); L1 error
+ *            per row <= 1e-3 for cols <= 2048 (output quantisation at F adds
+ *            ~cols * 2^-F/3 in L1: 4096 -> ~2e-3).
  *   norm     (x - mean) * rsqrt(var + eps) per row; squares truncated before
- *            summing; var + eps normalised over [2^-18, 2^14).
+ *            summing; var + eps bucketed by half octaves over [2^-18, 2^14)
+ *            and (x - mean) * rsqrt evaluated as in softmax (inv.c), 24
+ *            rounds; the elementwise rsqrt/reciprocal keep the Newton route
+ *            below (their x/32 comparisons are too coarse for it).
  *
  *  spu (baseline: reference/spu.md 2, SPU's defaults, no extra clamping).
  *   exp      Taylor (1 + x/256)^256: fine on [-8, 8]; wrong for x >~ 18 (overflow)
@@ -110,6 +115,15 @@ int cdm_nl_softmax_rows(cdm_mpc *m, enum cdm_suite s, cdm_shr *out, const cdm_sh
  * LayerNorm); gamma and beta are the caller's. eps > 0. */
 int cdm_nl_norm_rows(cdm_mpc *m, enum cdm_suite s, cdm_shr *out, const cdm_shr *x,
 		     size_t rows, size_t cols, double eps, struct cdm_err *err);
+
+/* The same with the affine map fused in: out = norm * gamma + beta, gamma
+ * and beta given per element (n = rows*cols each; NULL = 1 and 0). The
+ * product with gamma rides in the round of the squares and the final
+ * product, so the affine map costs no round of its own (the caller's
+ * norm, mul_trunc, add costs 3 more rounds). Domain: |gamma| < 8. */
+int cdm_nl_norm_rows_affine(cdm_mpc *m, enum cdm_suite s, cdm_shr *out, const cdm_shr *x,
+			    size_t rows, size_t cols, double eps, const cdm_shr *gamma,
+			    const cdm_shr *beta, struct cdm_err *err);
 
 /* The elementwise functions by number (for benchmarks and tests). */
 enum cdm_nl_op {

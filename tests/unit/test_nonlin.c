@@ -39,10 +39,11 @@ static double ref(enum cdm_nl_op op, double x)
 
 /* ---- running one function as three parties ---------------------------------- */
 struct job {
-	int kind; /* 0 elementwise, 1 softmax, 2 norm */
+	int kind; /* 0 elementwise, 1 softmax, 2 norm, 3 norm with gamma, beta */
 	enum cdm_suite suite;
 	enum cdm_nl_op op;
 	const uint64_t *x;
+	const uint64_t *gb; /* kind 3: gamma then beta, n each */
 	size_t n, rows, cols;
 	double eps;
 	uint64_t *y; /* revealed output (party 0) */
@@ -53,9 +54,11 @@ struct job {
 static void party(cdm_mpc *m, void *arg)
 {
 	struct job *j = arg;
-	cdm_shr x = {0}, y = {0};
+	cdm_shr x = {0}, y = {0}, gb = {0};
 	j->rc = cdm_mpc_input(m, 0, j->x, j->n, &x, &j->err);
-	/* the input's own round is not part of the measured cost */
+	if (j->rc == 0 && j->kind == 3)
+		j->rc = cdm_mpc_input(m, 0, j->gb, 2 * j->n, &gb, &j->err);
+	/* the inputs' own rounds is not part of the measured cost */
 	struct cdm_net_stats s0;
 	cdm_net_get_stats(cdm_mpc_net(m), &s0);
 	if (j->rc == 0) {
@@ -63,9 +66,15 @@ static void party(cdm_mpc *m, void *arg)
 			j->rc = cdm_nl_apply(m, j->suite, j->op, &y, &x, &j->err);
 		else if (j->kind == 1)
 			j->rc = cdm_nl_softmax_rows(m, j->suite, &y, &x, j->rows, j->cols, &j->err);
-		else
+		else if (j->kind == 2)
 			j->rc = cdm_nl_norm_rows(m, j->suite, &y, &x, j->rows, j->cols, j->eps,
 						 &j->err);
+		else {
+			cdm_shr g = {.n = j->n, .a = gb.a, .b = gb.b};
+			cdm_shr bt = {.n = j->n, .a = gb.a + j->n, .b = gb.b + j->n};
+			j->rc = cdm_nl_norm_rows_affine(m, j->suite, &y, &x, j->rows, j->cols, j->eps,
+							&g, &bt, &j->err);
+		}
 	}
 	struct cdm_net_stats s1;
 	cdm_net_get_stats(cdm_mpc_net(m), &s1);
@@ -76,6 +85,7 @@ static void party(cdm_mpc *m, void *arg)
 	j->n = j->n; /* keep */
 	cdm_shr_free(&x);
 	cdm_shr_free(&y);
+	cdm_shr_free(&gb);
 	/* stash this party's op cost in the job for the caller */
 	j->err.code = 0;
 	((uint64_t *)j->y)[j->n] = s1.bytes_sent - s0.bytes_sent;
@@ -394,9 +404,48 @@ static void test_norm(void)
 		}
 		double tol = s == CDM_SUITE_CDM ? 5e-3 : 0.05;
 		CHECK(worst <= tol, "norm %s: error %.3g > %g", cdm_suite_name(s), worst, tol);
+		if (s == CDM_SUITE_CDM) /* mean 2 + squares 3 + variance 2 + inv.c 17 */
+			CHECK(c.rounds == 24, "cdm norm: %llu rounds, expected 24",
+			      (unsigned long long)c.rounds);
 		fprintf(stderr, "%s norm 196: max error %.2e, %.1f B/elem, %llu rounds\n",
 			cdm_suite_name(s), worst, c.bytes_per_elem, (unsigned long long)c.rounds);
 	}
+	/* the fused affine map: same rounds, out = norm * gamma + beta */
+	uint64_t *gb = malloc(2 * n * 8);
+	double *g = malloc(2 * n * sizeof *g);
+	for (size_t i = 0; i < n; i++) {
+		g[i] = -3 + 6.5 * check_uniform(&rng, 0, 1);
+		g[n + i] = check_uniform(&rng, -2, 2);
+		gb[i] = cdm_fxp_from_double(g[i], F);
+		gb[n + i] = cdm_fxp_from_double(g[n + i], F);
+	}
+	struct cost c;
+	struct job t = {.kind = 3, .suite = CDM_SUITE_CDM, .n = n, .rows = rows, .cols = cols,
+			.eps = 1e-5, .gb = gb};
+	int rc = run(&t, x, y, &c);
+	CHECK(rc == 0, "norm affine ran");
+	double worst = 0;
+	for (size_t r = 0; rc == 0 && r < rows; r++) {
+		double mean = 0, var = 0;
+		for (size_t k = 0; k < cols; k++)
+			mean += x[r * cols + k];
+		mean /= cols;
+		for (size_t k = 0; k < cols; k++)
+			var += (x[r * cols + k] - mean) * (x[r * cols + k] - mean);
+		var /= cols;
+		for (size_t k = 0; k < cols; k++) {
+			size_t i = r * cols + k;
+			double want = (x[i] - mean) / sqrt(var + 1e-5) * g[i] + g[n + i];
+			double e = fabs(y[i] - want) / (r == 0 ? 20 : 1);
+			worst = e > worst ? e : worst;
+		}
+	}
+	CHECK(worst <= 5e-3 * 3.5, "norm affine: error %.3g", worst);
+	CHECK(c.rounds == 24, "norm affine: %llu rounds, expected 24", (unsigned long long)c.rounds);
+	fprintf(stderr, "cdm norm affine 196: max error %.2e, %.1f B/elem, %llu rounds\n", worst,
+		c.bytes_per_elem, (unsigned long long)c.rounds);
+	free(gb);
+	free(g);
 	free(x);
 	free(y);
 }
