@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include "model.h"
 
+#include <cblas.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -117,12 +119,17 @@ static int64_t default_steps(enum cdm_sampler_kind k, const struct cdm_sched_con
 /* One plaintext sampling loop from x (consumed). z: noise for steps that
  * need it (the same tensor each step: only the time matters here). */
 static int plain_loop(cdm_nn *nn, cdm_unet *u, cdm_sampler *s, cdm_tensor *x,
-		      const cdm_tensor *lab, const cdm_tensor *z, struct cdm_err *err)
+		      const cdm_tensor *lab, const cdm_tensor *z, volatile sig_atomic_t *stop,
+		      struct cdm_err *err)
 {
 	cdm_tensor *hist = NULL;
 	int rc = 0;
 	int64_t B = x->dim[0];
 	for (int64_t k = 0; k < cdm_sampler_steps(s) && rc == 0; k++) {
+		if (stop && *stop) {
+			rc = cdm_fail(err, CDM_ENET, "interrupted");
+			break;
+		}
 		double t[CDM_SAMPLE_MAX_BATCH];
 		for (int64_t b = 0; b < B; b++)
 			t[b] = (double)cdm_sampler_timesteps(s)[k];
@@ -193,17 +200,21 @@ static int plain_time(struct ctx *c, struct cdm_err *err)
 		c->res->plain_seconds = -1;
 		goto done;
 	}
-	for (int r = 0; r < o->runs; r++) {
+	/* one OpenBLAS thread, as each party uses one core: on a loaded
+	 * machine more threads only spin (restored below) */
+	int threads = openblas_get_num_threads();
+	openblas_set_num_threads(1);
+	for (int r = 0; r < o->runs && rc == 0; r++) {
 		say(c, "plaintext float32, run %d/%d", r + 1, o->runs);
 		cdm_tensor *x = NULL;
-		if ((rc = cdm_nn_public(nn, 4, dim, noise, &x, err)) < 0)
-			goto done;
 		double t0 = cdm_now();
-		if ((rc = plain_loop(nn, u, s, x, lab, z, err)) < 0)
-			goto done;
+		if ((rc = cdm_nn_public(nn, 4, dim, noise, &x, err)) == 0)
+			rc = plain_loop(nn, u, s, x, lab, z, o->stop, err);
 		times[r] = cdm_now() - t0;
 	}
-	c->res->plain_seconds = median(times, o->runs);
+	openblas_set_num_threads(threads);
+	if (rc == 0)
+		c->res->plain_seconds = median(times, o->runs);
 done:
 	if (nn) {
 		cdm_nn_free(nn, lab);
@@ -298,9 +309,12 @@ static int free_ports(int *port, struct cdm_err *err)
 
 static pid_t spawn(const char *const *argv, const char *err_path)
 {
-	pid_t pid = fork();
+	pid_t parent = getpid(), pid = fork();
 	if (pid != 0)
 		return pid;
+	/* die with the benchmark, even if it is SIGKILLed */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+		_exit(127);
 	int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	int nul = open("/dev/null", O_RDWR);
 	if (e < 0 || nul < 0)

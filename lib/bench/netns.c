@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -464,6 +465,8 @@ int cdm_netns_start_relays(cdm_netns *n, struct cdm_err *err)
 		}
 		if (pid == 0) {
 			close(p[0]);
+			/* a relay must not outlive the benchmark (it would pin the namespace) */
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
 			relay_child(n->name[dialer], RELAY_PORT + 10 * dialer + peer, peer, delay, p[1]);
 			_exit(1);
 		}
