@@ -582,6 +582,143 @@ int cdm_mpc_relu(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, struct cdm_err *err
 	return rc;
 }
 
+/* One binary layer: columns 2j and 2j+1 of every row by lt + select (6
+ * rounds); an odd last column is carried. cur (rows x w) becomes rows x
+ * ceil(w/2) in place. */
+static int max_layer2(cdm_mpc *m, cdm_shr *cur, size_t rows, size_t w, struct cdm_err *err)
+{
+	size_t h = w / 2, nw = (w + 1) / 2, np = rows * h;
+	cdm_shr a = {0}, b = {0}, bit = {0}, mx = {0};
+	int rc = cdm_shr_new(&a, np, err);
+	if (rc == 0)
+		rc = cdm_shr_new(&b, np, err);
+	for (size_t r = 0; rc == 0 && r < rows; r++)
+		for (size_t j = 0; j < h; j++) {
+			size_t src = r * w + 2 * j, dst = r * h + j;
+			a.a[dst] = cur->a[src], a.b[dst] = cur->b[src];
+			b.a[dst] = cur->a[src + 1], b.b[dst] = cur->b[src + 1];
+		}
+	if (rc == 0)
+		rc = cdm_mpc_lt(m, &bit, &a, &b, err);
+	if (rc == 0)
+		rc = cdm_mpc_select(m, &mx, &bit, &b, &a, err);
+	/* rebuild rows x nw in place: cur shrinks, so write forwards */
+	for (size_t r = 0; rc == 0 && r < rows; r++) {
+		uint64_t ca = cur->a[r * w + w - 1], cb = cur->b[r * w + w - 1];
+		for (size_t j = 0; j < h; j++) {
+			cur->a[r * nw + j] = mx.a[r * h + j];
+			cur->b[r * nw + j] = mx.b[r * h + j];
+		}
+		if (nw > h) {
+			cur->a[r * nw + h] = ca;
+			cur->b[r * nw + h] = cb;
+		}
+	}
+	cdm_shr_free(&a), cdm_shr_free(&b), cdm_shr_free(&bit), cdm_shr_free(&mx);
+	return rc;
+}
+
+/* The pairs of a group of four, and for element i its three rivals. */
+static const int max4_pair[6][2] = {{0, 1}, {0, 2}, {0, 3}, {1, 2}, {1, 3}, {2, 3}};
+static int max4_slot(int i, int j) /* pair index of {i, j} */
+{
+	int lo = i < j ? i : j, hi = i < j ? j : i;
+	return lo == 0 ? hi - 1 : (lo == 1 ? hi + 1 : 5);
+}
+
+/* One tournament layer: groups of four columns (the last may be smaller);
+ * all pairs of a group in ONE lt call, then element i wins when it beats
+ * its three rivals (a_i > a_j, ties to the lower index): max = sum_i
+ * e1 e2 e3 a_i as (e1 e2) * (e3 a_i) -- one product round and one dot
+ * round. 7 rounds for a factor of 4 (binary layers: 12). */
+static int max_layer4(cdm_mpc *m, cdm_shr *cur, size_t rows, size_t w, struct cdm_err *err)
+{
+	size_t ng = (w + 3) / 4, G = rows * ng, np = 0;
+	for (size_t q = 0; q < ng; q++) {
+		size_t k = w - 4 * q < 4 ? w - 4 * q : 4;
+		np += k * (k - 1) / 2;
+	}
+	np *= rows;
+	cdm_shr d = {0}, lt = {0}, X = {0}, Y = {0}, U, V;
+	int rc = cdm_shr_new(&d, np, err);
+	if (rc == 0)
+		rc = cdm_shr_new(&X, 8 * G, err);
+	if (rc == 0)
+		rc = cdm_shr_new(&Y, 8 * G, err);
+	if (rc < 0)
+		goto done;
+	/* d = a_i - a_j for every pair of every group, rows and groups major */
+	size_t o = 0;
+	for (size_t r = 0; r < rows; r++)
+		for (size_t q = 0; q < ng; q++) {
+			size_t c0 = r * w + 4 * q, k = w - 4 * q < 4 ? w - 4 * q : 4;
+			for (int p = 0; p < 6; p++) {
+				size_t i = (size_t)max4_pair[p][0], j = (size_t)max4_pair[p][1];
+				if (j >= k)
+					continue;
+				d.a[o] = cur->a[c0 + i] - cur->a[c0 + j];
+				d.b[o] = cur->b[c0 + i] - cur->b[c0 + j];
+				o++;
+			}
+		}
+	if ((rc = cdm_mpc_ltz(m, &lt, &d, err)) < 0) /* lt = [a_i < a_j], i < j */
+		goto done;
+	/* X = [e1 | e3], Y = [e2 | a_i], slot t of group g at t*G + g (block
+	 * t of the later dot); missing elements are all zero, missing rivals
+	 * count as beaten (public 1). */
+	uint64_t ca = m->id == 0 ? 1 : 0, cb = m->id == 2 ? 1 : 0;
+	o = 0;
+	for (size_t r = 0; r < rows; r++)
+		for (size_t q = 0; q < ng; q++) {
+			size_t g = r * ng + q, c0 = r * w + 4 * q, k = w - 4 * q < 4 ? w - 4 * q : 4;
+			size_t base = o; /* first pair of this group */
+			int idx[6];
+			for (int p = 0, c = 0; p < 6; p++)
+				idx[p] = max4_pair[p][1] < (int)k ? c++ : -1;
+			o += k * (k - 1) / 2;
+			for (size_t i = 0; i < 4; i++) {
+				uint64_t e[3][2];
+				int n = 0;
+				for (size_t j = 0; j < 4; j++) {
+					if (j == i)
+						continue;
+					if (i >= k) {
+						e[n][0] = e[n][1] = 0;
+					} else if (j >= k) {
+						e[n][0] = ca, e[n][1] = cb;
+					} else {
+						size_t t = base + (size_t)idx[max4_slot((int)i, (int)j)];
+						/* i < j: beats = 1 - lt; i > j: beats = lt(j, i) */
+						if (i < j)
+							e[n][0] = ca - lt.a[t], e[n][1] = cb - lt.b[t];
+						else
+							e[n][0] = lt.a[t], e[n][1] = lt.b[t];
+					}
+					n++;
+				}
+				size_t s1 = i * G + g, s2 = (4 + i) * G + g;
+				X.a[s1] = e[0][0], X.b[s1] = e[0][1];
+				Y.a[s1] = e[1][0], Y.b[s1] = e[1][1];
+				X.a[s2] = e[2][0], X.b[s2] = e[2][1];
+				Y.a[s2] = i < k ? cur->a[c0 + i] : 0;
+				Y.b[s2] = i < k ? cur->b[c0 + i] : 0;
+			}
+		}
+	if ((rc = cdm_mpc_mul(m, &X, &X, &Y, err)) < 0) /* [e1 e2 | e3 a_i] */
+		goto done;
+	U = (cdm_shr){.n = 4 * G, .a = X.a, .b = X.b};
+	V = (cdm_shr){.n = 4 * G, .a = X.a + 4 * G, .b = X.b + 4 * G};
+	cdm_shr res = {0};
+	if ((rc = cdm_mpc_dot_trunc(m, &res, &U, &V, 4, NULL, 0, err)) == 0) {
+		memcpy(cur->a, res.a, G * 8); /* rows x ng, row major */
+		memcpy(cur->b, res.b, G * 8);
+	}
+	cdm_shr_free(&res);
+done:
+	cdm_shr_free(&d), cdm_shr_free(&lt), cdm_shr_free(&X), cdm_shr_free(&Y);
+	return rc;
+}
+
 int cdm_mpc_max_rows(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, size_t rows, size_t cols,
 		     struct cdm_err *err)
 {
@@ -594,50 +731,24 @@ int cdm_mpc_max_rows(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, size_t rows, si
 	CDM_TRY(mpc_out(out, rows, "max_rows", err));
 	if (rows == 0)
 		return 0;
-	/* cur: rows x w matrix; each layer compares columns 2j and 2j+1 of
-	 * every row in one batch and carries an odd last column. */
-	cdm_shr cur = {0}, a = {0}, b = {0}, bit = {0}, mx = {0};
+	/* cur: rows x w; tournament layers of four while w > 2, a binary
+	 * layer for the last pair */
+	cdm_shr cur = {0};
 	int rc = cdm_shr_copy(&cur, x, err);
 	size_t w = cols;
 	while (rc == 0 && w > 1) {
-		size_t h = w / 2, nw = (w + 1) / 2, np = rows * h;
-		cdm_shr_free(&a);
-		cdm_shr_free(&b);
-		cdm_shr_free(&bit);
-		cdm_shr_free(&mx);
-		if ((rc = cdm_shr_new(&a, np, err)) < 0 || (rc = cdm_shr_new(&b, np, err)) < 0)
-			break;
-		for (size_t r = 0; r < rows; r++)
-			for (size_t j = 0; j < h; j++) {
-				size_t src = r * w + 2 * j, dst = r * h + j;
-				a.a[dst] = cur.a[src], a.b[dst] = cur.b[src];
-				b.a[dst] = cur.a[src + 1], b.b[dst] = cur.b[src + 1];
-			}
-		if ((rc = cdm_mpc_lt(m, &bit, &a, &b, err)) < 0 ||
-		    (rc = cdm_mpc_select(m, &mx, &bit, &b, &a, err)) < 0)
-			break;
-		/* rebuild rows x nw in place: cur shrinks, so write forwards */
-		for (size_t r = 0; r < rows; r++) {
-			uint64_t ca = cur.a[r * w + w - 1], cb = cur.b[r * w + w - 1];
-			for (size_t j = 0; j < h; j++) {
-				cur.a[r * nw + j] = mx.a[r * h + j];
-				cur.b[r * nw + j] = mx.b[r * h + j];
-			}
-			if (nw > h) {
-				cur.a[r * nw + h] = ca;
-				cur.b[r * nw + h] = cb;
-			}
+		if (w == 2) {
+			rc = max_layer2(m, &cur, rows, w, err);
+			w = 1;
+		} else {
+			rc = max_layer4(m, &cur, rows, w, err);
+			w = (w + 3) / 4;
 		}
-		w = nw;
 	}
 	if (rc == 0) {
 		memcpy(out->a, cur.a, rows * 8);
 		memcpy(out->b, cur.b, rows * 8);
 	}
 	cdm_shr_free(&cur);
-	cdm_shr_free(&a);
-	cdm_shr_free(&b);
-	cdm_shr_free(&bit);
-	cdm_shr_free(&mx);
 	return rc;
 }
