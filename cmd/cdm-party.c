@@ -5,7 +5,9 @@
  * --stats, a JSON cost report (SPEC section 7).
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <getopt.h>
+#include <sys/stat.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +16,7 @@
 
 #include "common.h"
 #include "fmt/st.h"
+#include "model/config.h"
 #include "net/net.h"
 #include "sample/sample.h"
 
@@ -21,13 +24,16 @@
 #define SYNOPSIS                                                                          \
 	PROG " --id I --peers H0:P0,H1:P1,H2:P2 --model M.I --input X.I -o OUT.I "        \
 	     "[--sampler ddpm|ddim|dpmpp] [--steps N] [--eta E] [--protocols cdm|spu|cipherdm] " \
-	     "[--tls-cert C --tls-key K --tls-ca CA] [--timeout SEC] [--stats FILE.json] [-q]"
+	     "[--tls-cert C --tls-key K --tls-ca CA] [--timeout SEC] [--stats FILE.json] "          \
+	     "[--checkpoint DIR [--checkpoint-every K] [--resume]] [--public-model DIR] [-q]"
 
 static const char help[] =
 	"usage: " PROG " --id I --peers H0:P0,H1:P1,H2:P2 --model M.I --input X.I -o OUT.I\n"
 	"                 [--sampler ddpm|ddim|dpmpp] [--steps N] [--eta E]\n"
 	"                 [--protocols cdm|spu|cipherdm] [--tls-cert C --tls-key K --tls-ca CA]\n"
-	"                 [--timeout SEC] [--stats FILE.json] [-q]\n"
+	"                 [--timeout SEC] [--stats FILE.json]\n"
+	"                 [--checkpoint DIR [--checkpoint-every K] [--resume]] [-q]\n"
+	"       " PROG " ... --public-model MODEL_DIR --input X.I -o OUT.I ...\n"
 	"\n"
 	"Party I of a secure sampling run: reads its model share and input share, connects\n"
 	"to the two other parties, runs the sampler on secret shares and writes its share\n"
@@ -47,15 +53,24 @@ static const char help[] =
 	"                        TLS 1.3 with mutual authentication (all three or none)\n"
 	"      --timeout SEC     give up when a peer is silent this long (default 60)\n"
 	"      --stats FILE      write time, bytes and rounds per layer type as JSON\n"
+	"      --checkpoint DIR  save this party's state share in DIR every K steps\n"
+	"                        (party<I>-step<N>.ckpt, 0600, atomic; the newest two kept)\n"
+	"      --checkpoint-every K  (default 5)\n"
+	"      --resume          continue from the newest checkpoint step all three parties\n"
+	"                        hold in their DIR (same result as an uninterrupted run)\n"
+	"      --public-model DIR  weights are public: read the plaintext model folder\n"
+	"                        DIR (instead of --model); only the input stays secret\n"
 	"  -q, --quiet           no progress on stderr\n"
 	"  -h, --help            this help\n"
 	"\n"
 	"Exit status: 0 success, 1 bad usage or input file, 2 network or protocol failure.\n";
 
 enum { O_SAMPLER = 256, O_STEPS, O_ETA, O_PROT, O_CERT, O_KEY, O_CA, O_TIMEOUT, O_STATS,
-       O_TEST_SEED };
+       O_TEST_SEED, O_CKPT, O_CKPT_EVERY, O_RESUME, O_PUBLIC };
 
 static const struct option longopts[] = {
+	{"checkpoint", required_argument, NULL, O_CKPT},
+	{"checkpoint-every", required_argument, NULL, O_CKPT_EVERY},
 	{"eta", required_argument, NULL, O_ETA},
 	{"help", no_argument, NULL, 'h'},
 	{"id", required_argument, NULL, 'i'},
@@ -64,7 +79,9 @@ static const struct option longopts[] = {
 	{"output", required_argument, NULL, 'o'},
 	{"peers", required_argument, NULL, 'p'},
 	{"protocols", required_argument, NULL, O_PROT},
+	{"public-model", required_argument, NULL, O_PUBLIC},
 	{"quiet", no_argument, NULL, 'q'},
+	{"resume", no_argument, NULL, O_RESUME},
 	{"sampler", required_argument, NULL, O_SAMPLER},
 	{"stats", required_argument, NULL, O_STATS},
 	{"steps", required_argument, NULL, O_STEPS},
@@ -180,6 +197,13 @@ static int parse(int argc, char **argv, struct opts *o, struct cdm_err *err)
 			o->net.connect_timeout_ms = o->net.timeout_ms;
 			break;
 		case O_STATS: o->stats = optarg; break;
+		case O_CKPT: o->run.checkpoint_dir = optarg; break;
+		case O_CKPT_EVERY:
+			CDM_TRY(cdm_cli_int("--checkpoint-every", optarg, 1, 1000000, &v, err));
+			o->run.checkpoint_every = v;
+			break;
+		case O_RESUME: o->run.resume = 1; break;
+		case O_PUBLIC: o->run.public_model = optarg; break;
 		case O_TEST_SEED:
 			CDM_TRY(parse_hex_seed(o->test_seed, optarg, err));
 			o->run.noise_seed = o->test_seed;
@@ -189,9 +213,14 @@ static int parse(int argc, char **argv, struct opts *o, struct cdm_err *err)
 	}
 	if (optind != argc)
 		return cdm_fail(err, CDM_EINPUT, "unexpected argument '%s'", argv[optind]);
-	if (!have_id || !have_peers || !o->model || !o->input || !o->output)
-		return cdm_fail(err, CDM_EINPUT, "--id, --peers, --model, --input and -o are "
-				"required");
+	if (!have_id || !have_peers || !(o->model || o->run.public_model) || !o->input ||
+	    !o->output)
+		return cdm_fail(err, CDM_EINPUT, "--id, --peers, --model (or --public-model), "
+				"--input and -o are required");
+	if (o->model && o->run.public_model)
+		return cdm_fail(err, CDM_EINPUT, "--model and --public-model exclude each other");
+	if ((o->run.resume || o->run.checkpoint_every) && !o->run.checkpoint_dir)
+		return cdm_fail(err, CDM_EINPUT, "--resume and --checkpoint-every need --checkpoint");
 	int ntls = !!o->net.tls_cert + !!o->net.tls_key + !!o->net.tls_ca;
 	if (ntls != 0 && ntls != 3)
 		return cdm_fail(err, CDM_EINPUT, "--tls-cert, --tls-key and --tls-ca go together");
@@ -219,12 +248,13 @@ static void show_progress(void *arg, int64_t k, int64_t n)
 		fputc('\n', stderr);
 }
 
-static int write_stats(const char *path, const struct opts *o, cdm_mpc *m, int64_t steps,
-		       double secs, struct cdm_err *err)
+static int write_stats(const char *path, const struct opts *o, cdm_mpc *m,
+		       const struct cdm_sample_result *res, int64_t steps, double secs,
+		       struct cdm_err *err)
 {
 	struct cdm_net_stats s;
-	struct cdm_cost cost[CDM_MPC_MAX_LABELS];
-	size_t nc = cdm_mpc_costs(m, cost, CDM_MPC_MAX_LABELS);
+	const struct cdm_cost *cost = res->cost;
+	size_t nc = res->ncost;
 	cdm_net_get_stats(cdm_mpc_net(m), &s);
 	json_t *root = json_object(), *by = json_object();
 	json_object_set_new(root, "suite", json_string(cdm_suite_name(o->run.suite)));
@@ -235,6 +265,8 @@ static int write_stats(const char *path, const struct opts *o, cdm_mpc *m, int64
 	json_object_set_new(root, "rounds", json_integer((json_int_t)s.rounds));
 	json_object_set_new(root, "peak_rss_bytes", json_integer((json_int_t)cdm_peak_rss()));
 	json_object_set_new(root, "party", json_integer(o->id));
+	json_object_set_new(root, "public_model", json_boolean(o->run.public_model != NULL));
+	json_object_set_new(root, "resumed_from", json_integer(res->resumed_from));
 	for (size_t i = 0; i < nc; i++) {
 		if (!cost[i].rounds && cost[i].seconds < 1e-3)
 			continue; /* labels that never did anything */
@@ -264,6 +296,29 @@ static int write_stats(const char *path, const struct opts *o, cdm_mpc *m, int64
 
 /* ---- main ---------------------------------------------------------------------------- */
 
+/* DDPM's default step count: every training timestep of the scheduler. */
+static int ddpm_steps(struct opts *o, const cdm_share *model, struct cdm_err *err)
+{
+	struct cdm_sched_config sc;
+	int rc = 0;
+	if (o->run.public_model) {
+		struct cdm_model_paths p;
+		rc = cdm_model_locate(&p, o->run.public_model, err);
+		if (rc == 0)
+			rc = cdm_sched_config_load(&sc, CDM_SAMPLER_DDPM, p.sched_config, err);
+	} else {
+		const char *t = cdm_share_meta(model, "scheduler_config");
+		cdm_sched_config_default(&sc, CDM_SAMPLER_DDPM);
+		if (t)
+			rc = cdm_sched_config_parse(&sc, CDM_SAMPLER_DDPM, t, strlen(t), o->model,
+						    err);
+	}
+	CDM_TRY(rc);
+	o->run.steps = sc.num_train_timesteps;
+	cdm_sched_config_clear(&sc);
+	return 0;
+}
+
 static int run(struct opts *o, struct cdm_err *err)
 {
 	cdm_share *model = NULL, *input = NULL;
@@ -271,9 +326,12 @@ static int run(struct opts *o, struct cdm_err *err)
 	cdm_mpc *m = NULL;
 	struct cdm_sample_result res;
 	memset(&res, 0, sizeof res);
-	int rc = cdm_share_open(&model, o->model, "model", err);
-	if (rc == 0)
-		rc = cdm_sample_check_share(model, o->id, "model", err);
+	int rc = 0;
+	if (o->model) {
+		rc = cdm_share_open(&model, o->model, "model", err);
+		if (rc == 0)
+			rc = cdm_sample_check_share(model, o->id, "model", err);
+	}
 	if (rc == 0)
 		rc = cdm_share_open(&input, o->input, "input", err);
 	if (rc == 0)
@@ -282,22 +340,19 @@ static int run(struct opts *o, struct cdm_err *err)
 		o->run.steps = o->run.sampler == CDM_SAMPLER_DDIM ? 50
 			     : o->run.sampler == CDM_SAMPLER_DPMPP ? 20 : 0;
 		if (!o->run.steps) { /* DDPM: every training timestep */
-			struct cdm_sched_config sc;
-			const char *t = cdm_share_meta(model, "scheduler_config");
-			cdm_sched_config_default(&sc, CDM_SAMPLER_DDPM);
-			if (t)
-				rc = cdm_sched_config_parse(&sc, CDM_SAMPLER_DDPM, t, strlen(t),
-							    o->model, err);
-			o->run.steps = sc.num_train_timesteps;
-			if (rc == 0)
-				cdm_sched_config_clear(&sc);
+			rc = ddpm_steps(o, model, err);
 		}
 	}
+	if (rc == 0 && o->run.checkpoint_dir && mkdir(o->run.checkpoint_dir, 0700) < 0 &&
+	    errno != EEXIST)
+		rc = cdm_fail(err, CDM_EINPUT, "--checkpoint %s: %s", o->run.checkpoint_dir,
+			      strerror(errno));
 	if (rc == 0)
 		rc = cdm_net_connect(&net, &o->net, err);
 	if (rc == 0 && cdm_net_warning(net))
 		fprintf(stderr, PROG ": warning: %s\n", cdm_net_warning(net));
-	struct cdm_mpc_opts mo = {.frac_bits = model ? model->frac_bits : 0};
+	struct cdm_mpc_opts mo = {.frac_bits = model ? model->frac_bits
+						  : input ? input->frac_bits : 0};
 	if (rc == 0)
 		rc = cdm_mpc_new(&m, net, &mo, err);
 	struct progress pg = {cdm_now(), net};
@@ -307,15 +362,18 @@ static int run(struct opts *o, struct cdm_err *err)
 	}
 	if (rc == 0)
 		rc = cdm_sample_run(m, model, input, &o->run, &res, err);
+	if (rc == 0 && res.resumed_from && !o->quiet)
+		fprintf(stderr, PROG ": resumed from the checkpoint after step %lld\n",
+			(long long)res.resumed_from);
 	double secs = cdm_now() - pg.t0;
 	if (rc == 0) {
 		cdm_cli_block_signals(1);
-		rc = cdm_sample_write_output(o->output, o->id, model->frac_bits, &res,
-					     model->sharing_id, input->sharing_id, err);
+		rc = cdm_sample_write_output(o->output, o->id, input->frac_bits, &res,
+					     res.model_id, input->sharing_id, err);
 		cdm_cli_block_signals(0);
 	}
 	if (rc == 0 && o->stats)
-		rc = write_stats(o->stats, o, m, o->run.steps, secs, err);
+		rc = write_stats(o->stats, o, m, &res, o->run.steps, secs, err);
 	cdm_sample_result_clear(&res);
 	cdm_mpc_free(m);
 	cdm_net_free(net);

@@ -26,6 +26,7 @@ struct sec_ctx {
 	enum cdm_suite suite;
 	int F;               /* fraction bits of the session */
 	cdm_share *model;    /* borrowed weight source, or NULL */
+	cdm_st *pubw;        /* borrowed PUBLIC weights (public-model mode), or NULL */
 	const char *phase;   /* label of the generic ops */
 };
 
@@ -150,13 +151,43 @@ static int s_set_public(void *vc, cdm_tensor *out, const float *data, struct cdm
 static int s_has_weight(void *vc, const char *name)
 {
 	struct sec_ctx *c = vc;
+	if (c->pubw)
+		return cdm_st_find(c->pubw, name) != NULL;
 	return c->model && cdm_share_find(c->model, name) != NULL;
+}
+
+/* Public-model mode: a weight is a public tensor (its floats and their
+ * trivial sharing). */
+static int pub_weight(struct sec_ctx *c, const char *name, int ndim, const int64_t *dim,
+		      cdm_tensor **out, struct cdm_err *err)
+{
+	float *data = NULL;
+	CDM_TRY(cdm_st_load_f32(c->pubw, name, ndim, dim, &data, err));
+	int64_t n = 1;
+	for (int i = 0; i < ndim; i++)
+		n *= dim[i];
+	for (int64_t i = 0; i < n; i++)
+		if (!isfinite(data[i])) {
+			cdm_free(data);
+			return cdm_fail(err, CDM_EINPUT, "%s: tensor '%s': element %lld is %s",
+					cdm_st_path(c->pubw), name, (long long)i,
+					isnan(data[i]) ? "NaN" : "infinite");
+		}
+	int rc = new_tensor(ndim, dim, 1, out, err);
+	if (rc == 0 && (rc = s_set_public(c, *out, data, err)) < 0) {
+		s_free(c, *out);
+		*out = NULL;
+	}
+	cdm_free(data);
+	return rc;
 }
 
 static int s_weight(void *vc, const char *name, int ndim, const int64_t *dim, cdm_tensor **out,
 		    struct cdm_err *err)
 {
 	struct sec_ctx *c = vc;
+	if (c->pubw)
+		return pub_weight(c, name, ndim, dim, out, err);
 	if (!c->model)
 		return cdm_fail(err, CDM_EINPUT, "weight '%s' requested but no model share is bound",
 				name);
@@ -300,8 +331,12 @@ static int s_conv2d(void *vc, cdm_tensor *out, const cdm_tensor *x, const cdm_te
 			im2col(xs->a + xo, ci, h, wd, kh, kw, stride, pad, ho, wo, col.a, cols, j * P);
 			im2col(xs->b + xo, ci, h, wd, kh, kw, stride, pad, ho, wo, col.b, cols, j * P);
 		}
-		rc = cdm_mpc_matmul(c->m, &y, ws, &col, 1, (size_t)co, (size_t)K, (size_t)cols,
-				    c->F, err);
+		if (SD(w)->pub) /* public weights: local products + one truncation */
+			rc = pub_matmul(c, &y, SD(w)->pub, &col, (size_t)co, (size_t)K,
+					(size_t)cols, err);
+		else
+			rc = cdm_mpc_matmul(c->m, &y, ws, &col, 1, (size_t)co, (size_t)K,
+					    (size_t)cols, c->F, err);
 		/* y[co][j*P + p] -> out[b0+j][co][p], plus the bias */
 		for (int64_t j = 0; rc == 0 && j < nb; j++)
 			for (int64_t oc = 0; oc < co; oc++) {
@@ -321,12 +356,67 @@ static int s_conv2d(void *vc, cdm_tensor *out, const cdm_tensor *x, const cdm_te
 
 /* ---- linear and embedding --------------------------------------------------- */
 
+/* Public x, public W and bias: plain float32 (y = x W^T + b), kept public. */
+static int linear_all_pub(struct sec_ctx *c, cdm_tensor *out, const float *x, const float *w,
+			  const float *b, size_t rows, size_t in, size_t on, struct cdm_err *err)
+{
+	float *y = cdm_alloc(rows * on, sizeof *y, err);
+	if (!y)
+		return CDM_ENOMEM;
+	for (size_t r = 0; r < rows; r++)
+		for (size_t o = 0; o < on; o++) {
+			float acc = b ? b[o] : 0.0f;
+			for (size_t i = 0; i < in; i++)
+				acc += x[r * in + i] * w[o * in + i];
+			y[r * on + o] = acc;
+		}
+	int rc = s_set_public(c, out, y, err);
+	cdm_free(y);
+	return rc;
+}
+
+/* Secret x [rows x in] times public W^T: local GEMM on both components
+ * against the encoded W^T, then one truncation (none for an integer x). */
+static int linear_pub(struct sec_ctx *c, cdm_tensor *out, const cdm_tensor *x,
+		      const cdm_tensor *w, const cdm_tensor *bias, size_t rows, size_t in,
+		      size_t on, struct cdm_err *err)
+{
+	const float *wp = SD(w)->pub;
+	if (SD(x)->pub && (!bias || SD(bias)->pub))
+		return linear_all_pub(c, out, SD(x)->pub, wp, bias ? SD(bias)->pub : NULL, rows,
+				      in, on, err);
+	int shift = SD(x)->integer ? 0 : c->F;
+	cdm_shr t = {0};
+	uint64_t *we = cdm_alloc(in * on, 8, err);
+	if (!we)
+		return CDM_ENOMEM;
+	for (size_t o = 0; o < on; o++)
+		for (size_t i = 0; i < in; i++)
+			we[i * on + o] = enc(wp[o * in + i], c->F);
+	int rc = cdm_shr_new(&t, rows * on, err);
+	if (rc == 0) {
+		cdm_ring_gemm(t.a, SI(x)->a, we, rows, in, on, 0);
+		cdm_ring_gemm(t.b, SI(x)->b, we, rows, in, on, 0);
+		if (shift)
+			rc = cdm_mpc_trunc(c->m, SO(out), &t, shift, err);
+		else
+			move_into(SO(out), &t);
+	}
+	cdm_free(we);
+	cdm_shr_free(&t);
+	if (rc == 0 && bias)
+		add_rows(SO(out), SI(bias), rows, on);
+	return rc;
+}
+
 static int s_linear(void *vc, cdm_tensor *out, const cdm_tensor *x, const cdm_tensor *w,
 		    const cdm_tensor *bias, struct cdm_err *err)
 {
 	struct sec_ctx *c = vc;
 	label(c, "linear");
 	size_t in = (size_t)w->dim[1], on = (size_t)w->dim[0], rows = numel(x) / in;
+	if (SD(w)->pub)
+		return linear_pub(c, out, x, w, bias, rows, in, on, err);
 	cdm_shr wt = {0};
 	CDM_TRY(transpose(&wt, SI(w), on, in, err));
 	int rc;
@@ -341,6 +431,32 @@ static int s_linear(void *vc, cdm_tensor *out, const cdm_tensor *x, const cdm_te
 	return rc;
 }
 
+/* Secret one-hot [B x K] times a PUBLIC table [K x D]: local products;
+ * an integer one-hot needs no truncation. */
+static int embed_pub(struct sec_ctx *c, cdm_tensor *out, const cdm_tensor *onehot,
+		     const float *table, size_t B, size_t K, size_t D, struct cdm_err *err)
+{
+	int shift = SD(onehot)->integer ? 0 : c->F;
+	cdm_shr t = {0};
+	uint64_t *te = cdm_alloc(K * D, 8, err);
+	if (!te)
+		return CDM_ENOMEM;
+	for (size_t i = 0; i < K * D; i++)
+		te[i] = enc(table[i], c->F);
+	int rc = cdm_shr_new(&t, B * D, err);
+	if (rc == 0) {
+		cdm_ring_gemm(t.a, SI(onehot)->a, te, B, K, D, 0);
+		cdm_ring_gemm(t.b, SI(onehot)->b, te, B, K, D, 0);
+		if (shift)
+			rc = cdm_mpc_trunc(c->m, SO(out), &t, shift, err);
+		else
+			move_into(SO(out), &t);
+	}
+	cdm_free(te);
+	cdm_shr_free(&t);
+	return rc;
+}
+
 static int s_embed(void *vc, cdm_tensor *out, const cdm_tensor *onehot, const cdm_tensor *table,
 		   struct cdm_err *err)
 {
@@ -349,6 +465,8 @@ static int s_embed(void *vc, cdm_tensor *out, const cdm_tensor *onehot, const cd
 	size_t B = (size_t)onehot->dim[0], K = (size_t)onehot->dim[1], D = (size_t)table->dim[1];
 	if (SD(onehot)->pub)
 		return pub_matmul(c, SO(out), SD(onehot)->pub, SI(table), B, K, D, err);
+	if (SD(table)->pub) /* public table: onehot x table is local */
+		return embed_pub(c, out, onehot, SD(table)->pub, B, K, D, err);
 	/* A secret integer one-hot times the fixed-point table needs no
 	 * truncation: the product is exactly the selected row. */
 	return cdm_mpc_matmul(c->m, SO(out), SI(onehot), SI(table), 1, B, K, D,
@@ -375,9 +493,20 @@ static int affine(struct sec_ctx *c, cdm_shr *out, const cdm_shr *nrm, const cdm
 		  const cdm_tensor *beta, size_t C, size_t inner, struct cdm_err *err)
 {
 	cdm_shr g = {0}, b = {0};
-	int rc = expand(&g, SI(gamma), nrm->n, C, inner, err);
-	if (rc == 0)
-		rc = cdm_mpc_mul_trunc(c->m, out, nrm, &g, err);
+	int rc;
+	if (SD(gamma)->pub) { /* public gamma: a local product + one truncation */
+		uint64_t *ge = cdm_alloc(nrm->n, 8, err);
+		if (!ge)
+			return CDM_ENOMEM;
+		for (size_t i = 0; i < nrm->n; i++)
+			ge[i] = enc(SD(gamma)->pub[(i / inner) % C], c->F);
+		rc = cdm_mpc_mul_pub_trunc(c->m, out, nrm, ge, err);
+		cdm_free(ge);
+	} else {
+		rc = expand(&g, SI(gamma), nrm->n, C, inner, err);
+		if (rc == 0)
+			rc = cdm_mpc_mul_trunc(c->m, out, nrm, &g, err);
+	}
 	if (rc == 0)
 		rc = expand(&b, SI(beta), nrm->n, C, inner, err);
 	if (rc == 0)
@@ -428,11 +557,44 @@ static const char *act_label(enum cdm_act k)
 	return (unsigned)k < CDM_ACT_COUNT ? names[k] : "act";
 }
 
+/* An activation of a PUBLIC tensor is public: float32 as the plaintext
+ * backend computes it, no protocol. */
+static int act_pub(struct sec_ctx *c, cdm_tensor *out, const float *x, enum cdm_act kind,
+		   struct cdm_err *err)
+{
+	size_t n = numel(out);
+	float *y = cdm_alloc(n, sizeof *y, err);
+	if (!y)
+		return CDM_ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		double v = x[i], r;
+		switch (kind) {
+		case CDM_ACT_SILU: r = v / (1.0 + exp(-v)); break;
+		case CDM_ACT_MISH: r = v * tanh(v > 20 ? v : log1p(exp(v))); break;
+		case CDM_ACT_GELU: r = 0.5 * v * (1.0 + erf(v / sqrt(2.0))); break;
+		case CDM_ACT_RELU: r = v > 0 ? v : 0; break;
+		case CDM_ACT_EXP: r = exp(v); break;
+		case CDM_ACT_SQRT: r = v > 0 ? sqrt(v) : 0; break;
+		case CDM_ACT_QUICK_GELU: r = v / (1.0 + exp(-1.702 * v)); break;
+		default:
+			cdm_free(y);
+			return cdm_fail(err, CDM_EINTERNAL, "secure act: unknown activation %d",
+					(int)kind);
+		}
+		y[i] = (float)r;
+	}
+	int rc = s_set_public(c, out, y, err);
+	cdm_free(y);
+	return rc;
+}
+
 static int s_act(void *vc, cdm_tensor *out, const cdm_tensor *x, enum cdm_act kind,
 		 struct cdm_err *err)
 {
 	struct sec_ctx *c = vc;
 	label(c, act_label(kind));
+	if (SD(x)->pub)
+		return act_pub(c, out, SD(x)->pub, kind, err);
 	const cdm_shr *xs = SI(x);
 	cdm_shr *o = SO(out);
 	switch (kind) {
@@ -846,6 +1008,27 @@ int cdm_nn_secure_bind(cdm_nn *nn, cdm_share *model, struct cdm_err *err)
 				"%s: encoded with %d fraction bits, the session uses %d", model->path,
 				model->frac_bits, c->F);
 	c->model = model;
+	return 0;
+}
+
+int cdm_nn_secure_bind_public(cdm_nn *nn, cdm_st *weights, struct cdm_err *err)
+{
+	struct sec_ctx *c = nn->ctx;
+	if (!weights)
+		return cdm_fail(err, CDM_EINTERNAL, "secure bind_public: no weight file");
+	c->pubw = weights;
+	c->model = NULL;
+	return 0;
+}
+
+int cdm_nn_secure_set_mpc(cdm_nn *nn, cdm_mpc *m, struct cdm_err *err)
+{
+	struct sec_ctx *c = nn->ctx;
+	if (cdm_mpc_frac(m) != c->F || cdm_mpc_id(m) != cdm_mpc_id(c->m))
+		return cdm_fail(err, CDM_EINTERNAL, "secure backend: session of party %d with %d "
+				"fraction bits, expected party %d with %d", cdm_mpc_id(m),
+				cdm_mpc_frac(m), cdm_mpc_id(c->m), c->F);
+	c->m = m;
 	return 0;
 }
 

@@ -40,6 +40,7 @@
 
 #include "../base/base.h"
 #include "../fmt/share.h"
+#include "../fmt/st.h"
 #include "../mpc/mpc.h"
 #include "../nonlin/nonlin.h"
 #include "nn.h"
@@ -51,6 +52,22 @@ void cdm_nn_secure_free(cdm_nn *nn); /* accepts NULL */
 /* Weights come from this model share (borrowed): weight `name` is the pair
  * name.a / name.b. Its frac_bits must equal the session's. */
 int cdm_nn_secure_bind(cdm_nn *nn, cdm_share *model, struct cdm_err *err);
+
+/* Public-model mode: weights come from this PLAINTEXT safetensors file
+ * (borrowed, F32/F16/BF16 as lib/fmt/st reads them; NaN or infinite
+ * values are refused naming the tensor). Every party holds the same
+ * weights, so conv2d, linear, embed and the norms' gamma take local
+ * public-times-share products and one truncation instead of a
+ * multiplication protocol; ops whose inputs are all public (the timestep
+ * MLP) are computed in float32 and stay public. Only the user's data and
+ * everything computed from it stays secret. */
+int cdm_nn_secure_bind_public(cdm_nn *nn, cdm_st *weights, struct cdm_err *err);
+
+/* Run the following ops on session m (same party and fraction bits as the
+ * one the backend was made with; borrowed). lib/sample gives each
+ * sampling step a fresh session whose randomness derives from the step
+ * index, so a resumed run repeats an uninterrupted one bit for bit. */
+int cdm_nn_secure_set_mpc(cdm_nn *nn, cdm_mpc *m, struct cdm_err *err);
 
 /* Label charged by the generic ops (lincomb, mul, bcast, clamp); NULL
  * restores "elementwise". The string must stay valid. */

@@ -17,6 +17,8 @@ struct cdm_noise {
 	cdm_prg priv;    /* this party's private Gaussian stream */
 	cdm_prg mask_a;  /* r_i:     seed s_i (parties i-1 and i) */
 	cdm_prg mask_b;  /* r_{i+1}: seed s_{i+1} (parties i and i+1) */
+	/* the base seeds, kept so that cdm_noise_seek can restart the streams */
+	uint8_t seed_priv[CDM_SEED_BYTES], seed_a[CDM_SEED_BYTES], seed_b[CDM_SEED_BYTES];
 };
 
 void cdm_noise_free(cdm_noise *g)
@@ -26,10 +28,11 @@ void cdm_noise_free(cdm_noise *g)
 	cdm_prg_free(&g->priv);
 	cdm_prg_free(&g->mask_a);
 	cdm_prg_free(&g->mask_b);
+	memset(g, 0, sizeof *g); /* the seeds are secret */
 	cdm_free(g);
 }
 
-int cdm_noise_new(cdm_noise **out, cdm_mpc *m, const uint8_t *test_seed, struct cdm_err *err)
+int cdm_noise_new(cdm_noise **out, cdm_mpc *m, const uint8_t *seed, struct cdm_err *err)
 {
 	int id = cdm_mpc_id(m), next = (id + 1) % 3, prev = (id + 2) % 3;
 	uint8_t mine[CDM_SEED_BYTES], theirs[CDM_SEED_BYTES], ps[CDM_SEED_BYTES];
@@ -38,7 +41,13 @@ int cdm_noise_new(cdm_noise **out, cdm_mpc *m, const uint8_t *test_seed, struct 
 	if (!g)
 		return CDM_ENOMEM;
 	g->m = m;
-	int rc = cdm_seed_random(mine, err);
+	/* Own mask seed s_i: from the party's seed when given (so that a
+	 * restarted party draws the same masks), else from the OS. */
+	int rc = 0;
+	if (seed)
+		cdm_prg_derive(seed, "noise-mask", (uint64_t)id, mine);
+	else
+		rc = cdm_seed_random(mine, err);
 	if (rc == 0) {
 		struct cdm_xfer x = {0};
 		x.send[prev] = mine;
@@ -47,9 +56,9 @@ int cdm_noise_new(cdm_noise **out, cdm_mpc *m, const uint8_t *test_seed, struct 
 		x.recv_len[next] = sizeof theirs;
 		rc = cdm_net_round(cdm_mpc_net(m), &x, err);
 	}
-	/* private stream: OS seed, or (tests) the test seed and the party id */
-	if (rc == 0 && test_seed)
-		cdm_prg_derive(test_seed, "noise-private", (uint64_t)id, ps);
+	/* private stream: OS seed, or the given seed and the party id */
+	if (rc == 0 && seed)
+		cdm_prg_derive(seed, "noise-private", (uint64_t)id, ps);
 	else if (rc == 0)
 		rc = cdm_seed_random(ps, err);
 	if (rc == 0)
@@ -58,6 +67,9 @@ int cdm_noise_new(cdm_noise **out, cdm_mpc *m, const uint8_t *test_seed, struct 
 		rc = cdm_prg_init(&g->mask_a, mine, err);
 	if (rc == 0)
 		rc = cdm_prg_init(&g->mask_b, theirs, err);
+	memcpy(g->seed_priv, ps, CDM_SEED_BYTES);
+	memcpy(g->seed_a, mine, CDM_SEED_BYTES);
+	memcpy(g->seed_b, theirs, CDM_SEED_BYTES);
 	memset(mine, 0, sizeof mine);
 	memset(ps, 0, sizeof ps);
 	if (rc < 0) {
@@ -66,6 +78,25 @@ int cdm_noise_new(cdm_noise **out, cdm_mpc *m, const uint8_t *test_seed, struct 
 	}
 	*out = g;
 	return 0;
+}
+
+/* Restart stream `g` at sub-stream `index` of its base seed. */
+static int reseed(cdm_prg *g, const uint8_t base[CDM_SEED_BYTES], uint64_t index,
+		  struct cdm_err *err)
+{
+	uint8_t s[CDM_SEED_BYTES];
+	cdm_prg_derive(base, "noise-draw", index, s);
+	cdm_prg_free(g);
+	int rc = cdm_prg_init(g, s, err);
+	memset(s, 0, sizeof s);
+	return rc;
+}
+
+int cdm_noise_seek(cdm_noise *g, uint64_t index, struct cdm_err *err)
+{
+	CDM_TRY(reseed(&g->priv, g->seed_priv, index, err));
+	CDM_TRY(reseed(&g->mask_a, g->seed_a, index, err));
+	return reseed(&g->mask_b, g->seed_b, index, err);
 }
 
 int cdm_noise_draw(cdm_noise *g, cdm_shr *out, size_t n, struct cdm_err *err)

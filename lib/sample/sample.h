@@ -85,10 +85,17 @@ int cdm_sample_seed_noise(uint64_t seed, float *out, size_t n, struct cdm_err *e
 
 typedef struct cdm_noise cdm_noise;
 
-/* One round: each party sends a fresh mask seed to the previous party.
- * test_seed (16 bytes, tests only) makes the private Gaussian streams
- * deterministic (derived with the party id); NULL = OS randomness. */
-int cdm_noise_new(cdm_noise **out, cdm_mpc *m, const uint8_t *test_seed, struct cdm_err *err);
+/* One round: each party sends its mask seed to the previous party. seed
+ * (16 bytes, this party's private seed; tests may give all three the same)
+ * makes this party's mask seed and private Gaussian stream deterministic
+ * (derived with the party id); NULL = OS randomness. */
+int cdm_noise_new(cdm_noise **out, cdm_mpc *m, const uint8_t *seed, struct cdm_err *err);
+/* Restart the three streams at sub-stream `index` (no communication; the
+ * three parties must seek alike). Draws after a seek depend only on the
+ * seeds and the index, never on earlier draws: a resumed run that seeks
+ * to the step it restarts at draws exactly the noise of an uninterrupted
+ * run. */
+int cdm_noise_seek(cdm_noise *g, uint64_t index, struct cdm_err *err);
 /* A fresh replicated sharing of n N(0,1) values (fixed point) in one round,
  * 8 bytes per element per party. out is allocated when zeroed. */
 int cdm_noise_draw(cdm_noise *g, cdm_shr *out, size_t n, struct cdm_err *err);
@@ -103,6 +110,17 @@ struct cdm_sample_opts {
 	enum cdm_suite suite;
 	const uint8_t *noise_seed;  /* test mode: private noise PRGs from these 16
 				     * bytes and the party id; NULL = OS */
+	const uint8_t *party_seed;  /* 16 bytes: this party's private seed, from
+				     * which every random stream of the run
+				     * derives (NULL: from noise_seed and the
+				     * party id in test mode, else the OS) */
+	const char *public_model;   /* public-model mode: a plaintext model folder
+				     * (the model argument of cdm_sample_run is
+				     * then NULL); weights public, data secret */
+	const char *checkpoint_dir; /* write checkpoints here (NULL: none) */
+	int64_t checkpoint_every;   /* every K completed steps (0 = 5) */
+	int resume;                 /* start from the newest checkpoint step the
+				     * three parties hold in checkpoint_dir */
 	/* Called after each step (k = 1..steps); may be NULL. */
 	void (*progress)(void *arg, int64_t k, int64_t steps);
 	void *progress_arg;
@@ -112,13 +130,30 @@ struct cdm_sample_result {
 	cdm_shr x;                  /* this party's sharing of the sample [B,C,H,W] */
 	int64_t shape[4];
 	char sharing_id[CDM_SHARE_ID_LEN + 1]; /* common to the three outputs */
+	char model_id[80];          /* model sharing id, or "public:<sha256 prefix>" */
+	int64_t resumed_from;       /* completed steps at start (0: a fresh run) */
+	struct cdm_cost cost[CDM_MPC_MAX_LABELS]; /* per label, every session */
+	size_t ncost;
 };
 
 /* Run the whole sampling loop. Checks first, in one round, that the three
- * parties use the same model and input sharings, sampler, steps, eta, suite
- * and fraction bits (a mismatch is CDM_EINPUT naming both values). model
- * and input must belong to this party (cdm_mpc_id). res->x is allocated;
- * release with cdm_sample_result_clear. */
+ * parties use the same model and input sharings, sampler, steps, eta, suite,
+ * fraction bits and checkpoint settings (a mismatch is CDM_EINPUT naming
+ * both values). model and input must belong to this party (cdm_mpc_id).
+ *
+ * Randomness: m serves the setup rounds only; each step k runs on a fresh
+ * session whose seeds derive from this party's seed and k, and the joint
+ * noise of step k is sub-stream k+1 (x_T: 0). So the run is a function of
+ * the three party seeds, and a resumed run repeats an uninterrupted one
+ * bit for bit. Costs one extra round (the session's seed exchange) per step.
+ *
+ * Checkpoints (o->checkpoint_dir, see ckpt.h): after every K completed
+ * steps (not after the last), the newest two kept. Resume: the parties
+ * exchange their checkpoint lists in one round and continue from the
+ * newest step all three hold (same sharing id); none anywhere: a fresh
+ * run; none in common: CDM_EINPUT listing each party's steps.
+ *
+ * res->x is allocated; release with cdm_sample_result_clear. */
 int cdm_sample_run(cdm_mpc *m, cdm_share *model, cdm_share *input,
 		   const struct cdm_sample_opts *o, struct cdm_sample_result *res,
 		   struct cdm_err *err);
