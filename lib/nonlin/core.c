@@ -410,6 +410,97 @@ static int pw_final(cdm_mpc *m, const struct nl_pw *f, struct pw_ws *s, cdm_shr 
 	return rc;
 }
 
+/* ---- degrees 11-12 from T_1..T_4 and T_8 -----------------------------------
+ *
+ * The half-degree tree needs T_1..T_6 (5 products, 3 levels) for degree 12.
+ * With T_8 = 2 T_4^2 - 1 as the third level instead (4 products), every
+ * T_k, k <= 12, is A + T_4 B + T_8 C with A, B, C in span(T_0..T_4):
+ *   T_k = 2 T_4 T_{k-4} - T_{8-k}     (5 <= k <= 7)
+ *   T_k = 2 T_8 T_{k-8} - T_{16-k}    (9 <= k <= 12)
+ * and the final dot product takes the two terms T_4 B and T_8 C at once. */
+
+#define PW48_MAX 12
+
+/* Coefficients of T_k on (A, B, C) x (T_0..T_4), accumulated times c. */
+static void pw48_form(int k, double c, double A[5], double B[5], double C[5])
+{
+	if (k <= 4) {
+		A[k] += c;
+	} else if (k < 8) {
+		B[k - 4] += 2 * c;
+		pw48_form(8 - k, -c, A, B, C);
+	} else if (k == 8) {
+		C[0] += c;
+	} else {
+		C[k - 8] += 2 * c;
+		pw48_form(16 - k, -c, A, B, C);
+	}
+}
+
+static int pw_use48(const struct nl_pw *f)
+{
+	return !f->odd && f->nmap == 1 && f->mdeg[0] >= 11 && f->mdeg[0] <= PW48_MAX;
+}
+
+/* Local: out (at F + Fc, or 2F + Fc with `hi`) += sum_k coef[k] T_k. */
+static void pw48_span(cdm_mpc *m, cdm_shr *out, const struct pw_ws *s, const double *coef,
+		      int hi)
+{
+	int F = s->F, Fc = s->Fc;
+	cdm_mpc_add_const(m, out, out, nl_enc(coef[0], (hi ? 2 * F : F) + Fc));
+	for (int k = 1; k <= 4; k++)
+		nl_axpy(m, out, &s->T[k], nl_enc(coef[k], (hi ? F : 0) + Fc), 1);
+}
+
+static int pw_final48(cdm_mpc *m, const struct nl_pw *f, struct pw_ws *s, cdm_shr *out,
+		      struct cdm_err *err)
+{
+	size_t n = s->n;
+	int F = s->F, Fc = s->Fc, S = 2 * F + Fc, d = f->mdeg[0], rc;
+	double A[5] = {0}, B[5] = {0}, C[5] = {0};
+	for (int k = 0; k <= d; k++)
+		pw48_form(k, f->cheb[0][k], A, B, C);
+	cdm_shr T48 = {0}, BC = {0}, acc = {0}, t = {0};
+	rc = nl_new(&T48, 1, 2 * n, err);
+	if (rc == 0)
+		rc = nl_new(&BC, 1, 2 * n, err);
+	if (rc == 0)
+		rc = nl_new(&acc, 1, n, err);
+	/* T_8 = 2 T_4^2 - 1: the third level */
+	if (rc == 0)
+		rc = cdm_mpc_mul_trunc(m, &t, &s->T[4], &s->T[4], err);
+	if (rc < 0)
+		goto done;
+	cdm_shr t4 = nl_view(&T48, 0, n), t8 = nl_view(&T48, n, n);
+	cdm_shr b = nl_view(&BC, 0, n), c = nl_view(&BC, n, n);
+	cdm_shr_copy(&t4, &s->T[4], err);
+	cdm_mpc_mul_int(m, &t8, &t, 2);
+	cdm_mpc_add_const(m, &t8, &t8, (uint64_t)0 - nl_enc(1.0, F));
+	pw48_span(m, &b, s, B, 0);
+	pw48_span(m, &c, s, C, 0);
+	pw48_span(m, &acc, s, A, 1);
+	/* - p(0) everywhere, + p(0) and the segment's linear part where its
+	 * indicator is 1 (as pw_final) */
+	cdm_mpc_add_const(m, &acc, &acc, (uint64_t)0 - nl_enc(cheb_val(f->cheb[0], d, 0), S));
+	for (int j = 0; j <= s->K; j++) {
+		int mp = f->segmap[j];
+		double c0 = f->lin0[j] + (mp >= 0 ? cheb_val(f->cheb[mp], d, 0) : 0);
+		nl_axpy(m, &acc, &s->ind[j], nl_enc(c0, S), 1);
+		if (mp >= 0 && f->lin1[j] != 0) {
+			cdm_shr xj = nl_view(&s->sel, (size_t)mp * n, n);
+			nl_axpy(m, &acc, &xj, nl_enc(f->lin1[j], S - F), 1);
+		}
+	}
+	rc = cdm_mpc_dot_trunc(m, out, &T48, &BC, 2, &acc, F + Fc, err);
+	if (rc == 0 && s->tail) {
+		cdm_shr xl = nl_view(&s->sel, n, n);
+		cdm_mpc_add(m, out, out, &xl);
+	}
+done:
+	cdm_shr_free(&T48), cdm_shr_free(&BC), cdm_shr_free(&acc), cdm_shr_free(&t);
+	return rc;
+}
+
 int nl_pw_eval(cdm_mpc *m, const struct nl_pw *f, cdm_shr *out, const cdm_shr *x,
 	       struct cdm_err *err)
 {
@@ -426,9 +517,11 @@ int nl_pw_eval(cdm_mpc *m, const struct nl_pw *f, cdm_shr *out, const cdm_shr *x
 		}
 	}
 	for (int j = 0; j < s.M; j++) {
-		s.H[j] = (f->mdeg[j] + 1) / 2;
+		s.H[j] = pw_use48(f) ? 4 : (f->mdeg[j] + 1) / 2;
 		s.Hmax = s.H[j] > s.Hmax ? s.H[j] : s.Hmax;
 	}
+	if (pw_use48(f)) /* the mixed forms have larger coefficients: 2 bits */
+		s.Fc = s.Fc > 2 ? s.Fc - 2 : 0;
 	int rc = pw_select(m, f, &s, x, err);
 	if (rc == 0)
 		rc = pw_maps(m, f, &s, err);
@@ -437,7 +530,7 @@ int nl_pw_eval(cdm_mpc *m, const struct nl_pw *f, cdm_shr *out, const cdm_shr *x
 	if (rc == 0)
 		rc = nl_cheb_tree(m, s.T, &s.W, s.H, s.M, err);
 	if (rc == 0)
-		rc = pw_final(m, f, &s, out, err);
+		rc = pw_use48(f) ? pw_final48(m, f, &s, out, err) : pw_final(m, f, &s, out, err);
 	pw_ws_free(&s);
 	return rc;
 }
