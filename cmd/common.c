@@ -56,16 +56,28 @@ int cdm_cli_int_list(const char *flag, const char *s, long long min, long long m
 	return 0;
 }
 
+/* Messages quote file names and flag values as given; a control character
+ * in them (a newline in a file name) must not break the one-line rule. */
+static void put_line_text(const char *s)
+{
+	for (; *s; s++)
+		fputc((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s, stderr);
+}
+
 int cdm_cli_fail(const char *prog, const struct cdm_err *err)
 {
-	fprintf(stderr, "%s: %s\n", prog, err->msg[0] ? err->msg : cdm_strerror(err->code));
+	fprintf(stderr, "%s: ", prog);
+	put_line_text(err->msg[0] ? err->msg : cdm_strerror(err->code));
+	fputc('\n', stderr);
 	int st = cdm_exit_status(err->code);
 	return st ? st : 1;
 }
 
 int cdm_cli_usage_error(const char *prog, const char *synopsis, const char *msg)
 {
-	fprintf(stderr, "%s: %s; usage: %s\n", prog, msg, synopsis);
+	fprintf(stderr, "%s: ", prog);
+	put_line_text(msg);
+	fprintf(stderr, "; usage: %s\n", synopsis);
 	return 1;
 }
 
