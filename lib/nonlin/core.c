@@ -49,10 +49,35 @@ uint64_t nl_enc(double v, int frac)
 void nl_axpy(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, uint64_t c, int acc)
 {
 	(void)m;
-	for (size_t k = 0; k < x->n; k++) {
-		out->a[k] = (acc ? out->a[k] : 0) + x->a[k] * c;
-		out->b[k] = (acc ? out->b[k] : 0) + x->b[k] * c;
+	/* two plain loops the compiler vectorises */
+	uint64_t *oa = out->a, *ob = out->b;
+	const uint64_t *xa = x->a, *xb = x->b;
+	size_t n = x->n;
+	if (acc) {
+		for (size_t k = 0; k < n; k++)
+			oa[k] += xa[k] * c;
+		for (size_t k = 0; k < n; k++)
+			ob[k] += xb[k] * c;
+	} else {
+		for (size_t k = 0; k < n; k++)
+			oa[k] = xa[k] * c;
+		for (size_t k = 0; k < n; k++)
+			ob[k] = xb[k] * c;
 	}
+}
+
+int nl_new_raw(cdm_shr *v, size_t n, struct cdm_err *err)
+{
+	memset(v, 0, sizeof *v);
+	v->a = cdm_alloc(n, 8, err);
+	v->b = v->a ? cdm_alloc(n, 8, err) : NULL;
+	if (!v->b) {
+		cdm_free(v->a);
+		v->a = NULL;
+		return CDM_ENOMEM;
+	}
+	v->n = n;
+	return 0;
 }
 
 void nl_shl(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, int s)
@@ -77,8 +102,8 @@ int nl_cmp_consts(cdm_mpc *m, cdm_shr *bits, const cdm_shr *x, const double *t, 
 	if (pre > 0)
 		rc = cdm_mpc_trunc(m, &xs, x, pre, err);
 	const cdm_shr *src = pre > 0 ? &xs : x;
-	if (rc == 0)
-		rc = cdm_shr_new(&d, n * (size_t)K, err);
+	if (rc == 0) /* every block is written below */
+		rc = nl_new_raw(&d, n * (size_t)K, err);
 	if (rc == 0) {
 		/* d_k = x - t_k for every threshold, back to back: one ltz. */
 		for (int k = 0; k < K; k++) {
@@ -145,9 +170,9 @@ static int cheb_level(cdm_mpc *m, cdm_shr *T, int have, const int *mdeg, int nma
 		for (int b = 0; b < nmap; b++)
 			cnt += j <= mdeg[b];
 	cdm_shr X = {0}, Y = {0}, Z = {0};
-	rc = nl_new(&X, 1, n * (size_t)cnt, err);
+	rc = nl_new_raw(&X, n * (size_t)cnt, err);
 	if (rc == 0)
-		rc = nl_new(&Y, 1, n * (size_t)cnt, err);
+		rc = nl_new_raw(&Y, n * (size_t)cnt, err);
 	size_t o = 0;
 	for (int j = have + 1; rc == 0 && j <= top; j++)
 		for (int b = 0; b < nmap; b++) {
@@ -286,7 +311,7 @@ static int pw_select(cdm_mpc *m, const struct nl_pw *f, struct pw_ws *s, const c
 	if (rc == 0)
 		rc = nl_new(&L, 1, n * (size_t)np, err);
 	if (rc == 0)
-		rc = nl_new(&X, 1, n * (size_t)np, err);
+		rc = nl_new_raw(&X, n * (size_t)np, err);
 	for (int j = 0; rc == 0 && j <= K; j++) {
 		int mp = f->segmap[j];
 		cdm_shr lj = nl_view(&L, (size_t)(mp >= 0 ? mp : s->M) * n, n);

@@ -36,6 +36,9 @@ struct nl_pw {
 /* Allocate k zeroed sharings of n elements each; free with nl_free. */
 int nl_new(cdm_shr *v, int k, size_t n, struct cdm_err *err);
 void nl_free(cdm_shr *v, int k);
+/* One sharing of n elements with undefined contents (for buffers that are
+ * written in full: saves the zeroing); free with cdm_shr_free. */
+int nl_new_raw(cdm_shr *v, size_t n, struct cdm_err *err);
 /* View a sub-range [off, off+n) of s (no copy; do not free). */
 cdm_shr nl_view(const cdm_shr *s, size_t off, size_t n);
 
