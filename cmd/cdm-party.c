@@ -336,6 +336,10 @@ static int run(struct opts *o, struct cdm_err *err)
 		rc = cdm_share_open(&input, o->input, "input", err);
 	if (rc == 0)
 		rc = cdm_sample_check_share(input, o->id, "input", err);
+	if (rc == 0 && o->run.public_model) { /* a bad folder fails before connecting */
+		struct cdm_model_paths mp;
+		rc = cdm_model_locate(&mp, o->run.public_model, err);
+	}
 	if (rc == 0 && !o->steps_set) {
 		o->run.steps = o->run.sampler == CDM_SAMPLER_DDIM ? 50
 			     : o->run.sampler == CDM_SAMPLER_DPMPP ? 20 : 0;
