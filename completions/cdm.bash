@@ -10,14 +10,15 @@ _cdm_complete() {
 	--protocols) COMPREPLY=($(compgen -W "cdm spu cipherdm cdm,spu cdm,spu,cipherdm" -- "$cur")); return ;;
 	--net) COMPREPLY=($(compgen -W "loopback lan wan" -- "$cur")); return ;;
 	--id) COMPREPLY=($(compgen -W "0 1 2" -- "$cur")); return ;;
-	-m|--model-dir) COMPREPLY=($(compgen -d -- "$cur")); return ;;
-	-o|--model|--input|--noise|--stats|--tls-cert|--tls-key|--tls-ca|--context|--checkpoint|--psnr)
+	-m|--model-dir|--public-model) COMPREPLY=($(compgen -d -- "$cur")); return ;;
+	-o|--model|--input|--noise|--stats|--tls-cert|--tls-key|--tls-ca|--context|--psnr)
 		COMPREPLY=($(compgen -f -- "$cur")); return ;;
+	--checkpoint) COMPREPLY=($(compgen -d -- "$cur")); return ;;
 	esac
 	local opts
 	case "${COMP_WORDS[0]##*/}" in
 	cdm-share) opts="-o --input --label --seed --noise --batch --dump-noise --frac-bits --zstd -q --help" ;;
-	cdm-party) opts="--id --peers --model --input -o --sampler --steps --eta --protocols --tls-cert --tls-key --tls-ca --timeout --stats -q --help" ;;
+	cdm-party) opts="--id --peers --model --input -o --sampler --steps --eta --protocols --tls-cert --tls-key --tls-ca --timeout --stats --checkpoint --checkpoint-every --resume --public-model -q --help" ;;
 	cdm-reveal) opts="-o --psnr --summary -q --help" ;;
 	cdm-unet-step) opts="-m -t -o --label --sampler --steps --eta --noise --eps --timesteps --context --vae-decode --text-encode --help" ;;
 	cdm-bench)
