@@ -17,6 +17,7 @@
 #include "bench/model.h"
 #include "bench/netns.h"
 #include "bench/ops.h"
+#include "bench/sd.h"
 #include "common.h"
 
 #define PROG "cdm-bench"
@@ -25,7 +26,9 @@
 	"       cdm-bench gemm [--json]\n"                                                     \
 	"       cdm-bench model -m MODEL [--sampler ddim|ddpm|dpmpp] [--steps N] [--protocols LIST]\n" \
 	"                 [--batch B] [--net loopback|lan|wan] [--runs R] [--label N] [--seed S]\n" \
-	"                 [--keep DIR] [--no-plain] [--timeout SEC] [--json] [-q]"
+	"                 [--keep DIR] [--no-plain] [--timeout SEC] [--json] [-q]\n"            \
+	"       cdm-bench sd --estimate [--resolution 256|512] [--net loopback|lan|wan]\n"      \
+	"                 [--protocols S] [--max-elems N] [--json] [-q]"
 
 static void usage(FILE *f)
 {
@@ -53,7 +56,14 @@ static void usage(FILE *f)
 		   "  --keep DIR       keep shares, x_T, output shares, stats and party logs in DIR\n"
 		   "  --no-plain       skip the plaintext float32 timing\n"
 		   "  --timeout SEC    kill a run that takes longer (default 3600)\n"
-		   "  -q               no progress on stderr\n",
+		   "  -q               no progress on stderr\n"
+		   "  sd --estimate    one real-sized instance of every distinct SD 1.5 block\n"
+		   "                   (UNet, VAE decoder, CLIP) on shares, projected to a UNet\n"
+		   "                   step, a 50-step image with guidance, the VAE decode and the\n"
+		   "                   text encoder at 256 and 512 (or --resolution); --net picks\n"
+		   "                   the projected network column (LAN/WAN from bytes and rounds);\n"
+		   "                   --max-elems N: blocks above N elements run on 1/2^k of their\n"
+		   "                   rows, scaled (default 16777216)\n",
 		SYNOPSIS);
 }
 
@@ -332,6 +342,73 @@ static int cmd_model(int argc, char **argv)
 	return st;
 }
 
+/* ---- sd ------------------------------------------------------------------------------ */
+
+#define SD_SYNOPSIS "cdm-bench sd --estimate [--resolution 256|512] [--net loopback|lan|wan] " \
+		    "[--protocols S] [--max-elems N] [--json] [-q]"
+
+static int cmd_sd(int argc, char **argv)
+{
+	enum { O_EST = 256, O_RES, O_NET, O_MAX };
+	static const struct option lo[] = {
+		{"estimate", no_argument, NULL, O_EST}, {"help", no_argument, NULL, 'h'},
+		{"json", no_argument, NULL, 'j'}, {"max-elems", required_argument, NULL, O_MAX},
+		{"net", required_argument, NULL, O_NET}, {"protocols", required_argument, NULL, 'p'},
+		{"quiet", no_argument, NULL, 'q'}, {"resolution", required_argument, NULL, O_RES},
+		{0, 0, 0, 0}};
+	struct cdm_bench_sd_opts o = {.suite = CDM_SUITE_CDM, .stop = &stop_flag};
+	struct cdm_err err = {0};
+	int json = 0, quiet = 0, est = 0, c;
+	long long v;
+	enum cdm_bench_net net;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "hjp:q", lo, NULL)) != -1) {
+		int rc = 0;
+		switch (c) {
+		case 'h': usage(stdout); return 0;
+		case 'j': json = 1; break;
+		case 'p':
+			if (cdm_suite_parse(optarg) < 0)
+				rc = cdm_fail(&err, CDM_EINPUT, "--protocols: unknown suite '%s' (cdm, spu, "
+					      "cipherdm)", optarg);
+			o.suite = (enum cdm_suite)cdm_suite_parse(optarg);
+			break;
+		case 'q': quiet = 1; break;
+		case O_EST: est = 1; break;
+		case O_MAX: rc = cdm_cli_int("--max-elems", optarg, 4096, (long long)1 << 34, &v, &err); o.max_elems = v; break;
+		case O_NET: rc = cdm_bench_net_parse(optarg, &net, &err); o.only_net = 1 + (int)net; break;
+		case O_RES:
+			rc = cdm_cli_int("--resolution", optarg, 256, 512, &v, &err);
+			if (rc == 0 && v != 256 && v != 512)
+				rc = cdm_fail(&err, CDM_EINPUT, "--resolution: %lld, expected 256 or 512", v);
+			o.resolution = (int)v;
+			break;
+		default: return cdm_cli_usage_error(PROG, SD_SYNOPSIS, "unknown option or missing argument");
+		}
+		if (rc < 0)
+			return cdm_cli_fail(PROG, &err);
+	}
+	if (optind < argc)
+		return cdm_cli_usage_error(PROG, SD_SYNOPSIS, "unexpected argument");
+	if (!est)
+		return cdm_cli_usage_error(PROG, SD_SYNOPSIS, "sd: --estimate is required");
+	if (!quiet)
+		o.progress = progress;
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	struct cdm_bench_sd_result *r = NULL;
+	char *out = NULL;
+	int rc = cdm_bench_sd_estimate(&o, &r, &err);
+	if (rc == 0)
+		rc = json ? cdm_bench_sd_json(r, &out, &err) : cdm_bench_sd_table(r, &out, &err);
+	if (rc == 0)
+		fputs(out, stdout);
+	cdm_free(out);
+	cdm_bench_sd_free(r);
+	return rc < 0 ? cdm_cli_fail(PROG, &err) : 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2)
@@ -346,5 +423,7 @@ int main(int argc, char **argv)
 		return cmd_gemm(argc - 1, argv + 1);
 	if (strcmp(argv[1], "model") == 0)
 		return cmd_model(argc - 1, argv + 1);
-	return cdm_cli_usage_error(PROG, MODEL_SYNOPSIS, "unknown subcommand (ops, gemm, model)");
+	if (strcmp(argv[1], "sd") == 0)
+		return cmd_sd(argc - 1, argv + 1);
+	return cdm_cli_usage_error(PROG, MODEL_SYNOPSIS, "unknown subcommand (ops, gemm, model, sd)");
 }
