@@ -47,39 +47,26 @@ int nl_cdm_exp(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, int frac_out, int cla
 		nl_axpy(m, &xc, &bits[0], (uint64_t)0 - nl_enc(NL_EXP_FLOOR, F), 1);
 		rc = cdm_shr_new(&y, n, err);
 	}
-	/* y = x_c / 2^k at Fi bits: the same integer scaled by 2^(Fi-F-k). */
+	/* p(y), y = x_c / 2^K, degree 4, as
+	 *   a0 + a1 y + a2 y^2 + y^2 (a3 y + a4 y^2)
+	 * in ONE dot product after y^2 (2 products instead of 3 plus a
+	 * truncation). The integer x_c is y at Fy = F + K bits for free; y^2
+	 * is made at Fs bits so that the dot's scale Fs + Fy + E3 stays at 60
+	 * with E3 >= 15 coefficient bits for a3 (|y|^3 <= 1/8: error <= 2^-19
+	 * before the 2^K amplification of the squarings). */
+	int Fy = F + NL_EXP_K, Fs = 45 - Fy < Fi ? 45 - Fy : Fi, E3 = 60 - Fs - Fy;
 	if (rc == 0)
-		nl_shl(m, &y, &xc, Fi - F - NL_EXP_K);
-	/* powers y^2 | y^3, y^4 (NL_EXP_DEG is 4) */
-	if (rc == 0)
-		rc = nl_mul_shift(m, &pw[2], &y, &y, Fi, err);
-	if (rc == 0) {
-		cdm_shr a = {0}, b = {0}, c = {0};
-		rc = nl_new(&a, 1, 2 * n, err);
-		if (rc == 0)
-			rc = nl_new(&b, 1, 2 * n, err);
-		if (rc == 0) {
-			memcpy(a.a, pw[2].a, n * 8), memcpy(a.b, pw[2].b, n * 8);
-			memcpy(a.a + n, pw[2].a, n * 8), memcpy(a.b + n, pw[2].b, n * 8);
-			memcpy(b.a, y.a, n * 8), memcpy(b.b, y.b, n * 8);
-			memcpy(b.a + n, pw[2].a, n * 8), memcpy(b.b + n, pw[2].b, n * 8);
-			rc = nl_mul_shift(m, &c, &a, &b, Fi, err);
-		}
-		for (int i = 3; rc == 0 && i <= 4; i++) {
-			cdm_shr ci = nl_view(&c, (size_t)(i - 3) * n, n);
-			rc = cdm_shr_copy(&pw[i], &ci, err);
-		}
-		cdm_shr_free(&a), cdm_shr_free(&b), cdm_shr_free(&c);
-	}
-	/* p(y) at 2 Fi, one truncation, then K squarings */
+		rc = nl_mul_shift(m, &pw[2], &xc, &xc, 2 * Fy - Fs, err);
 	if (rc == 0)
 		rc = cdm_shr_new(&acc, n, err);
 	if (rc == 0) {
-		cdm_mpc_add_const(m, &acc, &acc, nl_enc(nl_exp_poly[0], 2 * Fi));
-		nl_axpy(m, &acc, &y, nl_enc(nl_exp_poly[1], Fi), 1);
-		for (int i = 2; i <= NL_EXP_DEG; i++)
-			nl_axpy(m, &acc, &pw[i], nl_enc(nl_exp_poly[i], Fi), 1);
-		rc = cdm_mpc_trunc(m, &p, &acc, Fi, err);
+		int T = Fs + Fy + E3;
+		nl_axpy(m, &y, &xc, nl_enc(nl_exp_poly[3], E3), 0);
+		nl_axpy(m, &y, &pw[2], nl_enc(nl_exp_poly[4], E3 + Fy - Fs), 1);
+		cdm_mpc_add_const(m, &acc, &acc, nl_enc(nl_exp_poly[0], T));
+		nl_axpy(m, &acc, &xc, nl_enc(nl_exp_poly[1], T - Fy), 1);
+		nl_axpy(m, &acc, &pw[2], nl_enc(nl_exp_poly[2], T - Fs), 1);
+		rc = cdm_mpc_dot_trunc(m, &p, &pw[2], &y, 1, &acc, T - Fi, err);
 	}
 	for (int s = 0; rc == 0 && s < NL_EXP_K; s++) {
 		int last = s == NL_EXP_K - 1;
