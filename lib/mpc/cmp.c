@@ -731,15 +731,17 @@ int cdm_mpc_max_rows(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, size_t rows, si
 	CDM_TRY(mpc_out(out, rows, "max_rows", err));
 	if (rows == 0)
 		return 0;
-	/* cur: rows x w; tournament layers of four while w > 2, a binary
-	 * layer for the last pair */
+	/* cur: rows x w. A binary first layer on rows longer than 8 (it
+	 * compares half as many pairs per element as a tournament layer, and
+	 * the first layer carries most of the bytes), then tournament layers
+	 * of four while w > 2, a binary layer for a last pair. */
 	cdm_shr cur = {0};
 	int rc = cdm_shr_copy(&cur, x, err);
 	size_t w = cols;
 	while (rc == 0 && w > 1) {
-		if (w == 2) {
+		if (w == 2 || (w == cols && w > 8)) {
 			rc = max_layer2(m, &cur, rows, w, err);
-			w = 1;
+			w = (w + 1) / 2;
 		} else {
 			rc = max_layer4(m, &cur, rows, w, err);
 			w = (w + 3) / 4;

@@ -41,9 +41,10 @@
  *                                      the number of terms)
  *   ltz, lt       57 B     5 rounds   (P0, P1 14.9 B each, P2 27.3 B)
  *   relu          81 B     6 rounds
- *   max_rows      per group of four columns: 6 lt + 8 products + 1 dot
- *                 output, 7 rounds per layer of ceil(log4) while more
- *                 than two columns are left, then lt + select (6 rounds)
+ *   max_rows      rows longer than 8: a binary first layer (relu's cost
+ *                 per pair, 6 rounds); then per group of four columns 6 lt
+ *                 + 8 products + 1 dot output, 7 rounds per layer while
+ *                 more than two columns are left; lt + select for a pair
  * Roles are fixed: P2 is the dealer of truncation and comparison (sends
  * less, computes the correlated randomness); P0 and P1 do the exchanges.
  *
@@ -188,11 +189,12 @@ int cdm_mpc_lt(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, const cdm_shr *y,
 int cdm_mpc_select(cdm_mpc *m, cdm_shr *out, const cdm_shr *bit, const cdm_shr *x,
 		   const cdm_shr *y, struct cdm_err *err);
 int cdm_mpc_relu(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, struct cdm_err *err);
-/* Row maxima of a rows x cols matrix by a tournament: layers that reduce
- * groups of four columns (all six pairs compared in one lt call, the
- * winner picked by products of the outcomes: 7 rounds), a final binary
- * layer when two columns are left; all rows in the same rounds (196
- * columns: 4 layers, 28 rounds instead of 8 x 6). Exact when every two
+/* Row maxima of a rows x cols matrix: a binary first layer for rows
+ * longer than 8 (lt + select on column pairs), then tournament layers that
+ * reduce groups of four columns (all six pairs compared in one lt call,
+ * the winner picked by products of the outcomes: 7 rounds), a binary layer
+ * when two columns are left; all rows in the same rounds (196 columns:
+ * 6 + 3 x 7 + 6 = 33 rounds instead of 8 x 6). Exact when every two
  * elements of a row differ by less than 2^(CDM_CMP_BITS-1) ring units
  * (beyond, a layer may return a sum of elements or 0). */
 int cdm_mpc_max_rows(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, size_t rows, size_t cols,

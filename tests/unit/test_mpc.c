@@ -554,7 +554,7 @@ static void test_compare(uint64_t *st)
 	free(r);
 
 	/* max_rows over several widths (odd ones carry a column) */
-	size_t widths[] = {1, 2, 3, 4, 5, 8, 13, 196};
+	size_t widths[] = {1, 2, 3, 4, 5, 8, 9, 13, 196};
 	for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++) {
 		size_t R = 37, C = widths[wi];
 		struct job jm = {.op = OP_MAX_ROWS, .n = R * C, .nout = R, .x = y, .rows = R, .cols = C};
@@ -568,11 +568,15 @@ static void test_compare(uint64_t *st)
 			bad += (int64_t)r[i] != best;
 		}
 		CHECK(bad == 0, "max_rows %zu x %zu (%zu wrong)", R, C, bad);
-		/* tournament layers of four (lt 5 + product 1 + dot 1 rounds) while
-		 * more than two columns are left, then lt + select (6 rounds) */
+		/* a binary first layer (lt + select, 6 rounds) for C > 8, then
+		 * tournament layers of four (lt 5 + product 1 + dot 1 rounds)
+		 * while more than two columns are left, lt + select for a pair */
 		int want = 0;
-		for (size_t w = C; w > 1; w = w == 2 ? 1 : (w + 3) / 4)
-			want += w == 2 ? 6 : 7;
+		for (size_t w = C; w > 1;) {
+			int bin = w == 2 || (w == C && w > 8);
+			want += bin ? 6 : 7;
+			w = bin ? (w + 1) / 2 : (w + 3) / 4;
+		}
 		CHECK(jm.p[0].rounds == (uint64_t)want, "max_rows %zu: %llu rounds, expected %d",
 		      C, (unsigned long long)jm.p[0].rounds, want);
 		free(r);
