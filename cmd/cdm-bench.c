@@ -63,7 +63,7 @@ static void usage(FILE *f)
 		   "                   text encoder at 256 and 512 (or --resolution); --net picks\n"
 		   "                   the projected network column (LAN/WAN from bytes and rounds);\n"
 		   "                   --max-elems N: blocks above N elements run on 1/2^k of their\n"
-		   "                   rows, scaled (default 16777216)\n",
+		   "                   rows, scaled (default 2097152)\n",
 		SYNOPSIS);
 }
 

@@ -161,6 +161,27 @@ int64_t cdm_bench_sd_unet_params(void)
 	return p;
 }
 
+int64_t cdm_bench_sd_vae_params(void)
+{
+	struct blk b[MAX_BLK];
+	int n = 0;
+	int64_t p = 0;
+	vae_blocks(b, &n, 64);
+	for (int i = 0; i < n; i++) {
+		int64_t c = b[i].cin, o = b[i].cout, q = 0;
+		switch (b[i].kind) {
+		case K_VAE_IN: q = 4 * 4 + 4 + o * c * 9 + o; break;
+		case K_VRES: q = res_params(c, o, 0); break;
+		case K_VATT: q = 2 * c + 4 * (c * c + c); break;
+		case K_VUP: q = c * c * 9 + c; break;
+		case K_VCONV_OUT: q = 2 * c + o * c * 9 + o; break;
+		default: break;
+		}
+		p += q * b[i].count;
+	}
+	return p;
+}
+
 /* ---- random secret tensors --------------------------------------------------------- */
 
 struct party {
@@ -704,7 +725,7 @@ static int measure(const struct cdm_bench_sd_opts *o, const struct blk *b, int r
 		   const char *part, struct cdm_bench_sd_block *out, struct cdm_err *err)
 {
 	struct child_res r;
-	int k = pick_shift(b, o->max_elems ? o->max_elems : ((int64_t)1 << 24));
+	int k = pick_shift(b, o->max_elems ? o->max_elems : ((int64_t)1 << 21));
 	memset(out, 0, sizeof *out);
 	block_name(b, out->name, sizeof out->name);
 	snprintf(out->part, sizeof out->part, "%s", part);
@@ -784,7 +805,7 @@ int cdm_bench_sd_estimate(const struct cdm_bench_sd_opts *o, struct cdm_bench_sd
 	if (!r)
 		return CDM_ENOMEM;
 	r->suite = o->suite, r->only_net = o->only_net;
-	r->max_elems = o->max_elems ? o->max_elems : ((int64_t)1 << 24);
+	r->max_elems = o->max_elems ? o->max_elems : ((int64_t)1 << 21);
 	int res[2] = {256, 512}, nres = 2, rc = 0;
 	if (o->resolution)
 		res[0] = o->resolution, nres = 1;

@@ -58,7 +58,7 @@
 struct cdm_bench_sd_opts {
 	int resolution;          /* 256, 512, or 0 for both */
 	enum cdm_suite suite;
-	int64_t max_elems;       /* 0 = default (1 << 24) */
+	int64_t max_elems;       /* 0 = default (1 << 21) */
 	int only_net;            /* 0: all three network columns; else 1 + enum cdm_bench_net */
 	/* progress (may be NULL): one line per block */
 	void (*progress)(void *arg, const char *line);
@@ -107,5 +107,7 @@ int cdm_bench_sd_json(const struct cdm_bench_sd_result *r, char **out, struct cd
 /* SD 1.5 UNet parameter count implied by the block list (859,520,964 in
  * keys_sd15_unet.tsv): a check that the block shapes are the real ones. */
 int64_t cdm_bench_sd_unet_params(void);
+/* Same for the VAE decoder with post_quant_conv (49,490,199). */
+int64_t cdm_bench_sd_vae_params(void);
 
 #endif

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench/sd.h"
 #include "check.h"
 #include "mpc_harness.h"
 #include "fmt/share.h"
@@ -738,9 +739,50 @@ static void test_models(void)
 	      "golden cases missing: %d unet, %d vae, %d clip", seen[0], seen[1], seen[2]);
 }
 
+/* The SD 1.5 block list of cdm-bench sd has the real shapes: its parameter
+ * counts equal those of the checkpoints' tensor lists (reference/keys/). */
+static int64_t tsv_params(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char line[512];
+	int64_t total = 0;
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof line, f)) {
+		char *p = strchr(line, '[');
+		int64_t n = 1;
+		for (char *e; p && *p && *p != ']'; p = e) {
+			long long d = strtoll(p + 1, &e, 10);
+			if (e == p + 1)
+				break;
+			n *= d;
+		}
+		total += n;
+	}
+	fclose(f);
+	return total;
+}
+
+static void test_sd15_shapes(void)
+{
+	CHECK(cdm_bench_sd_unet_params() == 859520964, "SD 1.5 UNet blocks: %lld parameters, "
+	      "expected 859520964", (long long)cdm_bench_sd_unet_params());
+	CHECK(cdm_bench_sd_vae_params() == 49490199, "SD VAE decoder blocks: %lld parameters, "
+	      "expected 49490199", (long long)cdm_bench_sd_vae_params());
+	int64_t u = tsv_params("/work/shared/reference/keys/keys_sd15_unet.tsv");
+	int64_t v = tsv_params("/work/shared/reference/keys/keys_sd_vae_decoder.tsv");
+	if (u >= 0)
+		CHECK(u == cdm_bench_sd_unet_params(), "keys_sd15_unet.tsv: %lld parameters",
+		      (long long)u);
+	if (v >= 0)
+		CHECK(v == cdm_bench_sd_vae_params(), "keys_sd_vae_decoder.tsv: %lld parameters",
+		      (long long)v);
+}
+
 int main(void)
 {
 	rng = check_seed();
+	test_sd15_shapes();
 	test_ops();
 	test_softmax_causal();
 	test_models();
