@@ -4,24 +4,24 @@
 
 #include "nl_impl.h"
 
-/* silu: breakpoints [-9.9, 9.9], Chebyshev degree 12, v = x*x */
+/* silu: breakpoints [-9.9, 9.9], Chebyshev degree 13, v = x*x */
 /*   tail left: max error 4.97e-04 */
 /*   tail right: max error 4.97e-04 */
-/*   middle fit: max error 5.06e-04 */
+/*   middle fit: max error 2.71e-04 */
 static const struct nl_pw nl_pw_silu = {
 	.nbrk = 2, .brk = {-9.9, 9.9},
-	.sq = 1, .odd = 0, .deg = 12, .nmap = 1, .shift = 19,
-	.mdeg = {12},
+	.sq = 1, .odd = 0, .deg = 13, .nmap = 1, .shift = 19,
+	.mdeg = {13},
 	.a = {10699LL},
 	.b = {-1.0},
 	.lin0 = {0.0, 0.0, 0.0},
 	.lin1 = {0.0, 0.5, 1.0},
 	.segmap = {-1, 0, -1},
 	.cheb = {
-		{3.0960048585100646, 2.1939544404574547, -0.47830786307037915, 0.2054158076311445, -0.10285023063270217, 0.053890951184061925, -0.028649879554120322, 0.015306225068572007, -0.00818924833758225, 0.0043853408695651097, -0.0023474053445949423, 0.0012579619384044923, -0.00094373781903013445},
+		{3.0960043664703978, 2.193953456631569, -0.47830884612016988, 0.20541482593975116, -0.10285121028406564, 0.053889974465921101, -0.028650852157059755, 0.015305258459977718, -0.008190205734359671, 0.0043843977185064765, -0.0023483080847184002, 0.0012570758929169293, -0.00067369469219985491, 0.00050540000576783405},
 	},
 };
-/*   silu: worst error 5.06e-04 */
+/*   silu: worst error 4.97e-04 */
 
 /* gelu: breakpoints [-3.8, 3.8], Chebyshev degree 7, v = x*x */
 /*   tail left: max error 2.75e-04 */
@@ -131,10 +131,12 @@ static const double nl_recip_guess[3] = {4.375074415192592, -5.8048017051827134,
 /* 1st guess of rsqrt on [0.375, 1.25], quadratic, relative error 1.61e-02 */
 static const double nl_rsqrt_guess[3] = {2.2783638967121456, -2.0892691021562095, 0.79492082890216953};
 
-/* recip(c), c = (w + 5)/4, w in [-1.02, 1.02], degree 3 in w, relative error 2.27e-04 */
-static const double nl_inv_recip[4] = {0.79981962202192702, -0.15996395912722375, 0.033380934404458697, -0.0066761466119302738};
+/* recip(c), c = 1.135 + 0.135 w, w in [-1.02, 1.02], degree 3 in w, relative error 2.76e-05 */
+#define NL_INV_RECIP_R 1.27
+static const double nl_inv_recip[4] = {0.88103309152954623, -0.10479248498566367, 0.012650365741145858, -0.0015046658824502204};
 
-/* rsqrt(c), c = (w + 5)/4, w in [-1.02, 1.02], degree 3 in w, relative error 6.23e-05 */
+/* rsqrt(c), c = 1.25 + 0.25 w, w in [-1.02, 1.02], degree 3 in w, relative error 6.23e-05 */
+#define NL_INV_RSQRT_R 1.5
 static const double nl_inv_rsqrt[4] = {0.89437202112638159, -0.089419390210284208, 0.01383667521174981, -0.0023289712844038577};
 
 /* CipherDM chexp (reference/cipherdm.md 2a) as monomials of u = x/7 + 1 */

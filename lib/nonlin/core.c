@@ -435,30 +435,31 @@ static int pw_final(cdm_mpc *m, const struct nl_pw *f, struct pw_ws *s, cdm_shr 
 	return rc;
 }
 
-/* ---- degrees 11-12 from T_1..T_4 and T_8 -----------------------------------
+/* ---- degrees 11-13 from T_1..T_4, T_8 (and T_5) ------------------------------
  *
- * The half-degree tree needs T_1..T_6 (5 products, 3 levels) for degree 12.
- * With T_8 = 2 T_4^2 - 1 as the third level instead (4 products), every
- * T_k, k <= 12, is A + T_4 B + T_8 C with A, B, C in span(T_0..T_4):
- *   T_k = 2 T_4 T_{k-4} - T_{8-k}     (5 <= k <= 7)
- *   T_k = 2 T_8 T_{k-8} - T_{16-k}    (9 <= k <= 12)
+ * The half-degree tree needs T_1..T_7 (6 products, 3 levels) for degree 13.
+ * With T_8 = 2 T_4^2 - 1 (and T_5 = 2 T_4 T_1 - T_3 for degree 13) as the
+ * third level instead (4-5 products), every T_k, k <= 13, is
+ * A + T_4 B + T_8 C with A, B, C in span(T_0..T_5):
+ *   T_k = 2 T_4 T_{k-4} - T_{8-k}     (5 <= k <= 7; k = 5 direct if made)
+ *   T_k = 2 T_8 T_{k-8} - T_{16-k}    (9 <= k <= 13)
  * and the final dot product takes the two terms T_4 B and T_8 C at once. */
 
-#define PW48_MAX 12
+#define PW48_MAX 13
 
-/* Coefficients of T_k on (A, B, C) x (T_0..T_4), accumulated times c. */
-static void pw48_form(int k, double c, double A[5], double B[5], double C[5])
+/* Coefficients of T_k on (A, B, C) x (T_0..T_5), accumulated times c. */
+static void pw48_form(int k, double c, int have5, double A[6], double B[6], double C[6])
 {
-	if (k <= 4) {
+	if (k <= 4 || (k == 5 && have5)) {
 		A[k] += c;
 	} else if (k < 8) {
 		B[k - 4] += 2 * c;
-		pw48_form(8 - k, -c, A, B, C);
+		pw48_form(8 - k, -c, have5, A, B, C);
 	} else if (k == 8) {
 		C[0] += c;
 	} else {
 		C[k - 8] += 2 * c;
-		pw48_form(16 - k, -c, A, B, C);
+		pw48_form(16 - k, -c, have5, A, B, C);
 	}
 }
 
@@ -469,41 +470,74 @@ static int pw_use48(const struct nl_pw *f)
 
 /* Local: out (at F + Fc, or 2F + Fc with `hi`) += sum_k coef[k] T_k. */
 static void pw48_span(cdm_mpc *m, cdm_shr *out, const struct pw_ws *s, const double *coef,
-		      int hi)
+		      int top, int hi)
 {
 	int F = s->F, Fc = s->Fc;
 	cdm_mpc_add_const(m, out, out, nl_enc(coef[0], (hi ? 2 * F : F) + Fc));
-	for (int k = 1; k <= 4; k++)
+	for (int k = 1; k <= top; k++)
 		nl_axpy(m, out, &s->T[k], nl_enc(coef[k], (hi ? F : 0) + Fc), 1);
+}
+
+/* Third level: T_8 into t8 and, for degree 13, T_5 into s->T[5]. */
+static int pw48_level3(cdm_mpc *m, struct pw_ws *s, cdm_shr *t8, int have5,
+		       struct cdm_err *err)
+{
+	size_t n = s->n, k = have5 ? 2 : 1;
+	int F = s->F, rc;
+	cdm_shr X = {0}, Y = {0}, Z = {0};
+	rc = nl_new_raw(&X, k * n, err);
+	if (rc == 0)
+		rc = nl_new_raw(&Y, k * n, err);
+	if (rc == 0) {
+		memcpy(X.a, s->T[4].a, n * 8), memcpy(X.b, s->T[4].b, n * 8);
+		memcpy(Y.a, s->T[4].a, n * 8), memcpy(Y.b, s->T[4].b, n * 8);
+		if (have5) {
+			memcpy(X.a + n, s->T[4].a, n * 8), memcpy(X.b + n, s->T[4].b, n * 8);
+			memcpy(Y.a + n, s->T[1].a, n * 8), memcpy(Y.b + n, s->T[1].b, n * 8);
+		}
+		rc = cdm_mpc_mul_trunc(m, &Z, &X, &Y, err);
+	}
+	if (rc == 0 && have5)
+		rc = cdm_shr_new(&s->T[5], n, err);
+	if (rc == 0) {
+		cdm_shr z8 = nl_view(&Z, 0, n);
+		cdm_mpc_mul_int(m, t8, &z8, 2);
+		cdm_mpc_add_const(m, t8, t8, (uint64_t)0 - nl_enc(1.0, F));
+		if (have5) {
+			cdm_shr z5 = nl_view(&Z, n, n);
+			cdm_mpc_mul_int(m, &s->T[5], &z5, 2);
+			cdm_mpc_sub(m, &s->T[5], &s->T[5], &s->T[3]);
+		}
+	}
+	cdm_shr_free(&X), cdm_shr_free(&Y), cdm_shr_free(&Z);
+	return rc;
 }
 
 static int pw_final48(cdm_mpc *m, const struct nl_pw *f, struct pw_ws *s, cdm_shr *out,
 		      struct cdm_err *err)
 {
 	size_t n = s->n;
-	int F = s->F, Fc = s->Fc, S = 2 * F + Fc, d = f->mdeg[0], rc;
-	double A[5] = {0}, B[5] = {0}, C[5] = {0};
+	int F = s->F, Fc = s->Fc, S = 2 * F + Fc, d = f->mdeg[0], have5 = d >= 13, rc;
+	int top = have5 ? 5 : 4;
+	double A[6] = {0}, B[6] = {0}, C[6] = {0};
 	for (int k = 0; k <= d; k++)
-		pw48_form(k, f->cheb[0][k], A, B, C);
-	cdm_shr T48 = {0}, BC = {0}, acc = {0}, t = {0};
+		pw48_form(k, f->cheb[0][k], have5, A, B, C);
+	cdm_shr T48 = {0}, BC = {0}, acc = {0};
 	rc = nl_new(&T48, 1, 2 * n, err);
 	if (rc == 0)
 		rc = nl_new(&BC, 1, 2 * n, err);
 	if (rc == 0)
 		rc = nl_new(&acc, 1, n, err);
-	/* T_8 = 2 T_4^2 - 1: the third level */
+	cdm_shr t4 = nl_view(&T48, 0, n), t8 = nl_view(&T48, n, n);
 	if (rc == 0)
-		rc = cdm_mpc_mul_trunc(m, &t, &s->T[4], &s->T[4], err);
+		rc = pw48_level3(m, s, &t8, have5, err);
 	if (rc < 0)
 		goto done;
-	cdm_shr t4 = nl_view(&T48, 0, n), t8 = nl_view(&T48, n, n);
 	cdm_shr b = nl_view(&BC, 0, n), c = nl_view(&BC, n, n);
 	cdm_shr_copy(&t4, &s->T[4], err);
-	cdm_mpc_mul_int(m, &t8, &t, 2);
-	cdm_mpc_add_const(m, &t8, &t8, (uint64_t)0 - nl_enc(1.0, F));
-	pw48_span(m, &b, s, B, 0);
-	pw48_span(m, &c, s, C, 0);
-	pw48_span(m, &acc, s, A, 1);
+	pw48_span(m, &b, s, B, top, 0);
+	pw48_span(m, &c, s, C, top, 0);
+	pw48_span(m, &acc, s, A, top, 1);
 	/* - p(0) everywhere, + p(0) and the segment's linear part where its
 	 * indicator is 1 (as pw_final) */
 	cdm_mpc_add_const(m, &acc, &acc, (uint64_t)0 - nl_enc(cheb_val(f->cheb[0], d, 0), S));
@@ -522,7 +556,7 @@ static int pw_final48(cdm_mpc *m, const struct nl_pw *f, struct pw_ws *s, cdm_sh
 		cdm_mpc_add(m, out, out, &xl);
 	}
 done:
-	cdm_shr_free(&T48), cdm_shr_free(&BC), cdm_shr_free(&acc), cdm_shr_free(&t);
+	cdm_shr_free(&T48), cdm_shr_free(&BC), cdm_shr_free(&acc);
 	return rc;
 }
 

@@ -111,10 +111,10 @@ int nl_cdm_rsqrt(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, int kmin, int kmax,
  * bits (compared after an exact shift to F bits when frac_in > F, +2
  * rounds), y at frac_y bits, out at frac_out bits; |y g(x)| < 2^ybits.
  * g clamps to g(2^kmin) below 2^kmin (also x <= 0) and to g(2^kmax) at
- * and above 2^kmax. Relative error <= 2.3e-4 (1/x), 6.3e-5 (rsqrt) plus
- * the quantisation of y and out;
- * 2(kmax - kmin) + 1 <= INV_MAX_T comparisons per row. out: zeroed or
- * y->n elements. */
+ * and above 2^kmax. Relative error <= 2.8e-5 (1/x), 6.3e-5 (rsqrt) plus
+ * the quantisation of y and out; q (kmax - kmin) + 1 <= INV_MAX_T
+ * comparisons per row (q = 3 for 1/x, 2 for rsqrt). out: zeroed or y->n
+ * elements. */
 #define INV_MAX_T 96
 int nl_inv_mul(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, int frac_in, int kmin, int kmax,
 	       int rsqrt, const cdm_shr *y, int frac_y, int ybits, int frac_out,

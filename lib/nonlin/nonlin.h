@@ -29,9 +29,9 @@
  *  constants and slopes in ONE dot product with a fused truncation
  *  (T_{H+i} = 2 T_H T_i - T_{H-i}; see core.c). Integer tail slopes
  *  (x above the last breakpoint) are one exact product x * L.
- *   silu     R, abs <= 6e-4: 0 below -9.9, x above 9.9, x/2 + even(x^2) degree 12
- *            (degrees 11-12 evaluate from T_1..T_4 and T_8 = 2 T_4^2 - 1: 4
- *            tree products instead of 5-6, same rounds; see core.c)
+ *   silu     R, abs <= 6e-4: 0 below -9.9, x above 9.9, x/2 + even(x^2) degree 13
+ *            (degrees 11-13 evaluate from T_1..T_5 and T_8 = 2 T_4^2 - 1: 5
+ *            tree products instead of 6, same rounds; see core.c)
  *   gelu     R, abs <= 4e-4: 0 / x beyond +-3.8, x/2 + even part degree 7 (erf form)
  *   softplus R, abs <= 6e-4: 0 / x beyond +-7.7, x/2 + log(2cosh(x/2)) degree 8
  *   sigmoid  R, abs <= 6e-4: 0 / 1 beyond +-7.7, 1/2 + x*R(x^2) degree 8
