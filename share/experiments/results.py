@@ -4,7 +4,7 @@
 one CSV and one markdown table, rows in the order given. Ratios against spu
 use the spu file of the same directory (model, sampler, steps) when given:
 separate cdm-bench runs, medians of each."""
-import csv, json, os, sys
+import csv, json, os, subprocess, sys, time
 
 csv_path, md_path, files = sys.argv[1], sys.argv[2], sys.argv[3:]
 loaded = {}
@@ -60,4 +60,12 @@ with open(md_path + '.tmp', 'w') as fh:
              'for DDPM the per-step noise differs (jointly generated in the secure run), so its '
              'PSNR is not a fidelity measure. Images: grid.png, one row per model and sampler '
              'in table order, columns: plaintext, then the suites in the order of the rows.\n')
+    try:
+        rev = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True,
+                             text=True).stdout.strip()
+    except OSError:
+        rev = ''
+    fh.write('\nTable written %s (git %s); load average at that time %.1f on %d CPUs '
+             '(the runs share the machine).\n' % (time.strftime('%Y-%m-%d %H:%M'),
+             rev or '?', os.getloadavg()[0], os.cpu_count() or 0))
 os.rename(md_path + '.tmp', md_path)
