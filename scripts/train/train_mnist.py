@@ -75,6 +75,9 @@ def main():
     ap.add_argument("--ckpt-every", type=int, default=3)
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--restart-lr", type=float,
+                    help="with --resume: new warmup+cosine segment from the resumed step with this peak lr")
+    ap.add_argument("--init", help="start from this model folder's weights (same architecture)")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -89,6 +92,9 @@ def main():
     n = x.shape[0]
     torch.manual_seed(a.seed)
     model = UNet2DModel(cfg)
+    if a.init:
+        from unet2d import load_model
+        model.load_state_dict(load_model(a.init).state_dict())
     ema = UNet2DModel(cfg)
     ema.load_state_dict(model.state_dict())
     for p in ema.parameters():
@@ -106,6 +112,9 @@ def main():
         opt.load_state_dict(st["opt"])
         step, epoch0 = st["step"], st["epoch"]
         torch.set_rng_state(st["rng"])
+    seg0, seg_total, seg_lr = 0, total, a.lr
+    if a.resume and a.restart_lr:
+        seg0, seg_total, seg_lr = step, total - step, a.restart_lr
     print("%s: %d params, %d steps/epoch, %d epochs, start epoch %d" %
           (a.model, count_params(model), steps_per_epoch, a.epochs, epoch0), flush=True)
 
@@ -124,7 +133,7 @@ def main():
             xt = abar.sqrt() * x0 + (1 - abar).sqrt() * noise
             loss = (model(xt, t, lab) - noise).pow(2).mean()
             for g in opt.param_groups:
-                g["lr"] = lr_at(step, total, a.lr, a.warmup)
+                g["lr"] = lr_at(step - seg0, seg_total, seg_lr, a.warmup)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
