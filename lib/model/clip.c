@@ -7,7 +7,7 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "sd_blocks.h"
+#include "blocks.h"
 
 struct layer {
 	struct cdm_wb ln1, q, k, v, o, ln2, fc1, fc2;
@@ -16,7 +16,7 @@ struct layer {
 struct cdm_clip {
 	cdm_nn *nn;
 	struct cdm_clip_config cfg;
-	struct cdm_sdb b;
+	struct cdm_blk b;
 	cdm_tensor *tok_table; /* [vocab, D] */
 	cdm_tensor *pos_table; /* [max_positions, D] */
 	struct layer *layers;  /* [num_layers] */
@@ -26,28 +26,28 @@ struct cdm_clip {
 static int bind_all(cdm_clip *c, struct cdm_err *err)
 {
 	const struct cdm_clip_config *f = &c->cfg;
-	struct cdm_sdb *b = &c->b;
+	struct cdm_blk *b = &c->b;
 	int64_t d = f->hidden_size, m = f->intermediate_size;
 	char p[256];
-	CDM_TRY(cdm_sdb_bind(b, &c->tok_table, "text_model.embeddings.token_embedding.weight",
+	CDM_TRY(cdm_blk_bind(b, &c->tok_table, "text_model.embeddings.token_embedding.weight",
 			     f->vocab_size, d, 0, 0, err));
-	CDM_TRY(cdm_sdb_bind(b, &c->pos_table, "text_model.embeddings.position_embedding.weight",
+	CDM_TRY(cdm_blk_bind(b, &c->pos_table, "text_model.embeddings.position_embedding.weight",
 			     f->max_positions, d, 0, 0, err));
 	if (!(c->layers = cdm_zalloc((size_t)f->num_layers, sizeof *c->layers, err)))
 		return CDM_ENOMEM;
 	for (int64_t l = 0; l < f->num_layers; l++) {
 		struct layer *y = &c->layers[l];
 		snprintf(p, sizeof p, "text_model.encoder.layers.%lld", (long long)l);
-		CDM_TRY(cdm_sdb_bind_wb(b, &y->ln1, p, "layer_norm1", d, 0, 0, 0, 1, err));
-		CDM_TRY(cdm_sdb_bind_wb(b, &y->q, p, "self_attn.q_proj", d, d, 0, 0, 1, err));
-		CDM_TRY(cdm_sdb_bind_wb(b, &y->k, p, "self_attn.k_proj", d, d, 0, 0, 1, err));
-		CDM_TRY(cdm_sdb_bind_wb(b, &y->v, p, "self_attn.v_proj", d, d, 0, 0, 1, err));
-		CDM_TRY(cdm_sdb_bind_wb(b, &y->o, p, "self_attn.out_proj", d, d, 0, 0, 1, err));
-		CDM_TRY(cdm_sdb_bind_wb(b, &y->ln2, p, "layer_norm2", d, 0, 0, 0, 1, err));
-		CDM_TRY(cdm_sdb_bind_wb(b, &y->fc1, p, "mlp.fc1", m, d, 0, 0, 1, err));
-		CDM_TRY(cdm_sdb_bind_wb(b, &y->fc2, p, "mlp.fc2", d, m, 0, 0, 1, err));
+		CDM_TRY(cdm_blk_bind_wb(b, &y->ln1, p, "layer_norm1", d, 0, 0, 0, 1, err));
+		CDM_TRY(cdm_blk_bind_wb(b, &y->q, p, "self_attn.q_proj", d, d, 0, 0, 1, err));
+		CDM_TRY(cdm_blk_bind_wb(b, &y->k, p, "self_attn.k_proj", d, d, 0, 0, 1, err));
+		CDM_TRY(cdm_blk_bind_wb(b, &y->v, p, "self_attn.v_proj", d, d, 0, 0, 1, err));
+		CDM_TRY(cdm_blk_bind_wb(b, &y->o, p, "self_attn.out_proj", d, d, 0, 0, 1, err));
+		CDM_TRY(cdm_blk_bind_wb(b, &y->ln2, p, "layer_norm2", d, 0, 0, 0, 1, err));
+		CDM_TRY(cdm_blk_bind_wb(b, &y->fc1, p, "mlp.fc1", m, d, 0, 0, 1, err));
+		CDM_TRY(cdm_blk_bind_wb(b, &y->fc2, p, "mlp.fc2", d, m, 0, 0, 1, err));
 	}
-	return cdm_sdb_bind_wb(b, &c->final_ln, "text_model.final_layer_norm", "", d, 0, 0, 0, 1,
+	return cdm_blk_bind_wb(b, &c->final_ln, "text_model.final_layer_norm", "", d, 0, 0, 0, 1,
 			       err);
 }
 
@@ -92,10 +92,10 @@ void cdm_clip_free(cdm_clip *c)
 		struct layer *y = &c->layers[l];
 		struct cdm_wb *w[] = {&y->ln1, &y->q, &y->k, &y->v, &y->o, &y->ln2, &y->fc1, &y->fc2};
 		for (size_t i = 0; i < sizeof w / sizeof *w; i++)
-			cdm_sdb_free_wb(nn, w[i]);
+			cdm_blk_free_wb(nn, w[i]);
 	}
 	cdm_free(c->layers);
-	cdm_sdb_free_wb(nn, &c->final_ln);
+	cdm_blk_free_wb(nn, &c->final_ln);
 	cdm_free(c);
 }
 
@@ -122,18 +122,18 @@ static int layer_fwd(cdm_clip *c, const struct layer *y, cdm_tensor **h, struct 
 	    (rc = cdm_nn_linear(nn, n, y->k.w, y->k.b, &k, err)) < 0 ||
 	    (rc = cdm_nn_linear(nn, n, y->v.w, y->v.b, &v, err)) < 0 ||
 	    (rc = cdm_nn_attention_causal(nn, q, k, v, (int)f->num_heads, scale, &a, err)) < 0 ||
-	    (rc = cdm_sdb_replace(nn, &a, cdm_nn_linear(nn, a, y->o.w, y->o.b, &s, err), &s)) < 0 ||
-	    (rc = cdm_sdb_replace(nn, h, cdm_nn_add(nn, *h, a, &s, err), &s)) < 0)
+	    (rc = cdm_blk_replace(nn, &a, cdm_nn_linear(nn, a, y->o.w, y->o.b, &s, err), &s)) < 0 ||
+	    (rc = cdm_blk_replace(nn, h, cdm_nn_add(nn, *h, a, &s, err), &s)) < 0)
 		goto done;
 	cdm_nn_free(nn, n), n = NULL;
 	cdm_nn_free(nn, a), a = NULL;
 	enum cdm_act act = f->quick_gelu ? CDM_ACT_QUICK_GELU : CDM_ACT_GELU;
 	if ((rc = cdm_nn_layer_norm(nn, *h, f->layer_norm_eps, y->ln2.w, y->ln2.b, &n, err)) < 0 ||
 	    (rc = cdm_nn_linear(nn, n, y->fc1.w, y->fc1.b, &a, err)) < 0 ||
-	    (rc = cdm_sdb_replace(nn, &a, cdm_nn_act(nn, a, act, &s, err), &s)) < 0 ||
-	    (rc = cdm_sdb_replace(nn, &a, cdm_nn_linear(nn, a, y->fc2.w, y->fc2.b, &s, err), &s)) < 0)
+	    (rc = cdm_blk_replace(nn, &a, cdm_nn_act(nn, a, act, &s, err), &s)) < 0 ||
+	    (rc = cdm_blk_replace(nn, &a, cdm_nn_linear(nn, a, y->fc2.w, y->fc2.b, &s, err), &s)) < 0)
 		goto done;
-	rc = cdm_sdb_replace(nn, h, cdm_nn_add(nn, *h, a, &s, err), &s);
+	rc = cdm_blk_replace(nn, h, cdm_nn_add(nn, *h, a, &s, err), &s);
 done:
 	cdm_nn_free(nn, n);
 	cdm_nn_free(nn, q);
@@ -168,8 +168,8 @@ int cdm_clip_forward(cdm_clip *c, const cdm_tensor *onehot, int64_t batch, int64
 	if ((rc = cdm_nn_embed(nn, onehot, c->tok_table, &h, err)) < 0 ||
 	    (rc = cdm_nn_onehot(nn, pos, batch * len, f->max_positions, &po, err)) < 0 ||
 	    (rc = cdm_nn_embed(nn, po, c->pos_table, &pe, err)) < 0 ||
-	    (rc = cdm_sdb_replace(nn, &h, cdm_nn_add(nn, h, pe, &n, err), &n)) < 0 ||
-	    (rc = cdm_sdb_replace(nn, &h, cdm_nn_reshape(nn, h, 3, d3, &n, err), &n)) < 0)
+	    (rc = cdm_blk_replace(nn, &h, cdm_nn_add(nn, h, pe, &n, err), &n)) < 0 ||
+	    (rc = cdm_blk_replace(nn, &h, cdm_nn_reshape(nn, h, 3, d3, &n, err), &n)) < 0)
 		goto done;
 	for (int64_t l = 0; l < f->num_layers; l++)
 		if ((rc = layer_fwd(c, &c->layers[l], &h, err)) < 0)

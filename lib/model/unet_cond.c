@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "sd_blocks.h"
+#include "blocks.h"
 
 /* diffusers Attention inside BasicTransformerBlock: to_q/k/v without bias,
  * to_out.0 with bias; no norm, no residual. */
@@ -30,7 +30,7 @@ struct t2d {
 
 struct cblock {
 	int nres;
-	struct cdm_sdb_resnet *res; /* [nres] */
+	struct cdm_blk_resnet *res; /* [nres] */
 	struct t2d *att;            /* [nres] or NULL */
 	int has_samp;
 	struct cdm_wb samp; /* downsamplers.0.conv / upsamplers.0.conv */
@@ -39,11 +39,11 @@ struct cblock {
 struct cdm_unet_cond {
 	cdm_nn *nn;
 	struct cdm_unet_cond_config cfg;
-	struct cdm_sdb b;
+	struct cdm_blk b;
 	int64_t ctx_dim; /* 0 when there is no cross-attention */
 	struct cdm_wb conv_in, lin1, lin2, norm_out, conv_out;
 	struct cblock down[CDM_UNET_MAX_BLOCKS], up[CDM_UNET_MAX_BLOCKS];
-	struct cdm_sdb_resnet mid_res[2];
+	struct cdm_blk_resnet mid_res[2];
 	struct t2d mid_att;
 };
 
@@ -52,19 +52,19 @@ struct cdm_unet_cond {
 static int bind_xattn(cdm_unet_cond *u, struct xattn *a, const char *prefix, int64_t inner,
 		      int64_t heads, int64_t kv_dim, struct cdm_err *err)
 {
-	struct cdm_sdb *b = &u->b;
+	struct cdm_blk *b = &u->b;
 	a->heads = heads;
 	a->dh = inner / heads;
-	CDM_TRY(cdm_sdb_bind_wb(b, &a->q, prefix, "to_q", inner, inner, 0, 0, 0, err));
-	CDM_TRY(cdm_sdb_bind_wb(b, &a->k, prefix, "to_k", inner, kv_dim, 0, 0, 0, err));
-	CDM_TRY(cdm_sdb_bind_wb(b, &a->v, prefix, "to_v", inner, kv_dim, 0, 0, 0, err));
-	return cdm_sdb_bind_wb(b, &a->o, prefix, "to_out.0", inner, inner, 0, 0, 1, err);
+	CDM_TRY(cdm_blk_bind_wb(b, &a->q, prefix, "to_q", inner, inner, 0, 0, 0, err));
+	CDM_TRY(cdm_blk_bind_wb(b, &a->k, prefix, "to_k", inner, kv_dim, 0, 0, 0, err));
+	CDM_TRY(cdm_blk_bind_wb(b, &a->v, prefix, "to_v", inner, kv_dim, 0, 0, 0, err));
+	return cdm_blk_bind_wb(b, &a->o, prefix, "to_out.0", inner, inner, 0, 0, 1, err);
 }
 
 static int bind_t2d(cdm_unet_cond *u, struct t2d *t, const char *prefix, int64_t c,
 		    int64_t heads, int64_t xdim, struct cdm_err *err)
 {
-	struct cdm_sdb *b = &u->b;
+	struct cdm_blk *b = &u->b;
 	char p[320];
 	if (heads < 1 || heads > c)
 		return cdm_fail(err, CDM_EINPUT, "config: %lld attention heads for the %lld "
@@ -74,21 +74,21 @@ static int bind_t2d(cdm_unet_cond *u, struct t2d *t, const char *prefix, int64_t
 	t->groups = u->cfg.norm_num_groups;
 	t->linear = u->cfg.use_linear_projection;
 	int64_t in = t->inner;
-	CDM_TRY(cdm_sdb_check_groups(t->groups, c, prefix, "norm", err));
-	CDM_TRY(cdm_sdb_bind_wb(b, &t->norm, prefix, "norm", c, 0, 0, 0, 1, err));
+	CDM_TRY(cdm_blk_check_groups(t->groups, c, prefix, "norm", err));
+	CDM_TRY(cdm_blk_bind_wb(b, &t->norm, prefix, "norm", c, 0, 0, 0, 1, err));
 	if (t->linear) {
-		CDM_TRY(cdm_sdb_bind_wb(b, &t->proj_in, prefix, "proj_in", in, c, 0, 0, 1, err));
-		CDM_TRY(cdm_sdb_bind_wb(b, &t->proj_out, prefix, "proj_out", c, in, 0, 0, 1, err));
+		CDM_TRY(cdm_blk_bind_wb(b, &t->proj_in, prefix, "proj_in", in, c, 0, 0, 1, err));
+		CDM_TRY(cdm_blk_bind_wb(b, &t->proj_out, prefix, "proj_out", c, in, 0, 0, 1, err));
 	} else {
-		CDM_TRY(cdm_sdb_bind_wb(b, &t->proj_in, prefix, "proj_in", in, c, 1, 1, 1, err));
-		CDM_TRY(cdm_sdb_bind_wb(b, &t->proj_out, prefix, "proj_out", c, in, 1, 1, 1, err));
+		CDM_TRY(cdm_blk_bind_wb(b, &t->proj_in, prefix, "proj_in", in, c, 1, 1, 1, err));
+		CDM_TRY(cdm_blk_bind_wb(b, &t->proj_out, prefix, "proj_out", c, in, 1, 1, 1, err));
 	}
 	snprintf(p, sizeof p, "%s.transformer_blocks.0", prefix);
-	CDM_TRY(cdm_sdb_bind_wb(b, &t->norm1, p, "norm1", in, 0, 0, 0, 1, err));
-	CDM_TRY(cdm_sdb_bind_wb(b, &t->norm2, p, "norm2", in, 0, 0, 0, 1, err));
-	CDM_TRY(cdm_sdb_bind_wb(b, &t->norm3, p, "norm3", in, 0, 0, 0, 1, err));
-	CDM_TRY(cdm_sdb_bind_wb(b, &t->ff_in, p, "ff.net.0.proj", 8 * in, in, 0, 0, 1, err));
-	CDM_TRY(cdm_sdb_bind_wb(b, &t->ff_out, p, "ff.net.2", in, 4 * in, 0, 0, 1, err));
+	CDM_TRY(cdm_blk_bind_wb(b, &t->norm1, p, "norm1", in, 0, 0, 0, 1, err));
+	CDM_TRY(cdm_blk_bind_wb(b, &t->norm2, p, "norm2", in, 0, 0, 0, 1, err));
+	CDM_TRY(cdm_blk_bind_wb(b, &t->norm3, p, "norm3", in, 0, 0, 0, 1, err));
+	CDM_TRY(cdm_blk_bind_wb(b, &t->ff_in, p, "ff.net.0.proj", 8 * in, in, 0, 0, 1, err));
+	CDM_TRY(cdm_blk_bind_wb(b, &t->ff_out, p, "ff.net.2", in, 4 * in, 0, 0, 1, err));
 	char a[352];
 	snprintf(a, sizeof a, "%s.attn1", p);
 	CDM_TRY(bind_xattn(u, &t->a1, a, in, heads, in, err));
@@ -122,7 +122,7 @@ static int bind_down(cdm_unet_cond *u, int i, struct cdm_err *err)
 	CDM_TRY(block_alloc(b, (int)c->layers_per_block, c->down_cross[i], err));
 	for (int j = 0; j < b->nres; j++) {
 		snprintf(p, sizeof p, "down_blocks.%d.resnets.%d", i, j);
-		CDM_TRY(cdm_sdb_resnet_bind(&u->b, &b->res[j], p, j ? cout : cin, cout, c->temb_dim,
+		CDM_TRY(cdm_blk_resnet_bind(&u->b, &b->res[j], p, j ? cout : cin, cout, c->temb_dim,
 					    c->norm_num_groups, c->norm_eps, 1.0, err));
 		if (b->att) {
 			snprintf(p, sizeof p, "down_blocks.%d.attentions.%d", i, j);
@@ -133,7 +133,7 @@ static int bind_down(cdm_unet_cond *u, int i, struct cdm_err *err)
 		return 0;
 	b->has_samp = 1;
 	snprintf(p, sizeof p, "down_blocks.%d.downsamplers.0", i);
-	return cdm_sdb_bind_wb(&u->b, &b->samp, p, "conv", cout, cout, 3, 3, 1, err);
+	return cdm_blk_bind_wb(&u->b, &b->samp, p, "conv", cout, cout, 3, 3, 1, err);
 }
 
 static int bind_up(cdm_unet_cond *u, int i, struct cdm_err *err)
@@ -150,7 +150,7 @@ static int bind_up(cdm_unet_cond *u, int i, struct cdm_err *err)
 	for (int j = 0; j <= L; j++) {
 		int64_t skip = j == L ? in : out, rin = j ? out : prev;
 		snprintf(p, sizeof p, "up_blocks.%d.resnets.%d", i, j);
-		CDM_TRY(cdm_sdb_resnet_bind(&u->b, &b->res[j], p, rin + skip, out, c->temb_dim,
+		CDM_TRY(cdm_blk_resnet_bind(&u->b, &b->res[j], p, rin + skip, out, c->temb_dim,
 					    c->norm_num_groups, c->norm_eps, 1.0, err));
 		if (b->att) {
 			snprintf(p, sizeof p, "up_blocks.%d.attentions.%d", i, j);
@@ -161,34 +161,34 @@ static int bind_up(cdm_unet_cond *u, int i, struct cdm_err *err)
 		return 0;
 	b->has_samp = 1;
 	snprintf(p, sizeof p, "up_blocks.%d.upsamplers.0", i);
-	return cdm_sdb_bind_wb(&u->b, &b->samp, p, "conv", out, out, 3, 3, 1, err);
+	return cdm_blk_bind_wb(&u->b, &b->samp, p, "conv", out, out, 3, 3, 1, err);
 }
 
 static int bind_all(cdm_unet_cond *u, struct cdm_err *err)
 {
 	const struct cdm_unet_cond_config *c = &u->cfg;
-	struct cdm_sdb *b = &u->b;
+	struct cdm_blk *b = &u->b;
 	int64_t c0 = c->boc[0], td = c->temb_dim, n = c->n_blocks;
-	CDM_TRY(cdm_sdb_bind_wb(b, &u->conv_in, "conv_in", "", c0, c->in_channels, 3, 3, 1, err));
-	CDM_TRY(cdm_sdb_bind_wb(b, &u->lin1, "time_embedding", "linear_1", td, c0, 0, 0, 1, err));
-	CDM_TRY(cdm_sdb_bind_wb(b, &u->lin2, "time_embedding", "linear_2", td, td, 0, 0, 1, err));
+	CDM_TRY(cdm_blk_bind_wb(b, &u->conv_in, "conv_in", "", c0, c->in_channels, 3, 3, 1, err));
+	CDM_TRY(cdm_blk_bind_wb(b, &u->lin1, "time_embedding", "linear_1", td, c0, 0, 0, 1, err));
+	CDM_TRY(cdm_blk_bind_wb(b, &u->lin2, "time_embedding", "linear_2", td, td, 0, 0, 1, err));
 	for (int i = 0; i < n; i++)
 		CDM_TRY(bind_down(u, i, err));
 	if (c->has_mid) {
 		int64_t cm = c->boc[n - 1];
 		double osf = c->mid_block_scale_factor;
-		CDM_TRY(cdm_sdb_resnet_bind(b, &u->mid_res[0], "mid_block.resnets.0", cm, cm, td,
+		CDM_TRY(cdm_blk_resnet_bind(b, &u->mid_res[0], "mid_block.resnets.0", cm, cm, td,
 					    c->norm_num_groups, c->norm_eps, osf, err));
 		CDM_TRY(bind_t2d(u, &u->mid_att, "mid_block.attentions.0", cm, c->heads[n - 1],
 				 c->cross_dim[n - 1], err));
-		CDM_TRY(cdm_sdb_resnet_bind(b, &u->mid_res[1], "mid_block.resnets.1", cm, cm, td,
+		CDM_TRY(cdm_blk_resnet_bind(b, &u->mid_res[1], "mid_block.resnets.1", cm, cm, td,
 					    c->norm_num_groups, c->norm_eps, osf, err));
 	}
 	for (int i = 0; i < n; i++)
 		CDM_TRY(bind_up(u, i, err));
-	CDM_TRY(cdm_sdb_check_groups(c->norm_num_groups, c0, "conv_norm_out", "", err));
-	CDM_TRY(cdm_sdb_bind_wb(b, &u->norm_out, "conv_norm_out", "", c0, 0, 0, 0, 1, err));
-	return cdm_sdb_bind_wb(b, &u->conv_out, "conv_out", "", c->out_channels, c0, 3, 3, 1, err);
+	CDM_TRY(cdm_blk_check_groups(c->norm_num_groups, c0, "conv_norm_out", "", err));
+	CDM_TRY(cdm_blk_bind_wb(b, &u->norm_out, "conv_norm_out", "", c0, 0, 0, 0, 1, err));
+	return cdm_blk_bind_wb(b, &u->conv_out, "conv_out", "", c->out_channels, c0, 3, 3, 1, err);
 }
 
 int cdm_unet_cond_new(cdm_unet_cond **out, cdm_nn *nn, const struct cdm_unet_cond_config *cfg,
@@ -226,10 +226,10 @@ int cdm_unet_cond_load(cdm_unet_cond **out, cdm_nn *nn, const char *dir,
 
 static void free_xattn(cdm_nn *nn, struct xattn *a)
 {
-	cdm_sdb_free_wb(nn, &a->q);
-	cdm_sdb_free_wb(nn, &a->k);
-	cdm_sdb_free_wb(nn, &a->v);
-	cdm_sdb_free_wb(nn, &a->o);
+	cdm_blk_free_wb(nn, &a->q);
+	cdm_blk_free_wb(nn, &a->k);
+	cdm_blk_free_wb(nn, &a->v);
+	cdm_blk_free_wb(nn, &a->o);
 }
 
 static void free_t2d(cdm_nn *nn, struct t2d *t)
@@ -237,7 +237,7 @@ static void free_t2d(cdm_nn *nn, struct t2d *t)
 	struct cdm_wb *wbs[] = {&t->norm, &t->proj_in, &t->proj_out, &t->norm1, &t->norm2,
 				&t->norm3, &t->ff_in, &t->ff_out};
 	for (size_t i = 0; i < sizeof wbs / sizeof *wbs; i++)
-		cdm_sdb_free_wb(nn, wbs[i]);
+		cdm_blk_free_wb(nn, wbs[i]);
 	free_xattn(nn, &t->a1);
 	free_xattn(nn, &t->a2);
 }
@@ -245,11 +245,11 @@ static void free_t2d(cdm_nn *nn, struct t2d *t)
 static void free_block(cdm_nn *nn, struct cblock *b)
 {
 	for (int j = 0; b->res && j < b->nres; j++) {
-		cdm_sdb_resnet_free(nn, &b->res[j]);
+		cdm_blk_resnet_free(nn, &b->res[j]);
 		if (b->att)
 			free_t2d(nn, &b->att[j]);
 	}
-	cdm_sdb_free_wb(nn, &b->samp);
+	cdm_blk_free_wb(nn, &b->samp);
 	cdm_free(b->res);
 	cdm_free(b->att);
 }
@@ -259,17 +259,17 @@ void cdm_unet_cond_free(cdm_unet_cond *u)
 	if (!u)
 		return;
 	cdm_nn *nn = u->nn;
-	cdm_sdb_free_wb(nn, &u->conv_in);
-	cdm_sdb_free_wb(nn, &u->lin1);
-	cdm_sdb_free_wb(nn, &u->lin2);
-	cdm_sdb_free_wb(nn, &u->norm_out);
-	cdm_sdb_free_wb(nn, &u->conv_out);
+	cdm_blk_free_wb(nn, &u->conv_in);
+	cdm_blk_free_wb(nn, &u->lin1);
+	cdm_blk_free_wb(nn, &u->lin2);
+	cdm_blk_free_wb(nn, &u->norm_out);
+	cdm_blk_free_wb(nn, &u->conv_out);
 	for (int i = 0; i < CDM_UNET_MAX_BLOCKS; i++) {
 		free_block(nn, &u->down[i]);
 		free_block(nn, &u->up[i]);
 	}
-	cdm_sdb_resnet_free(nn, &u->mid_res[0]);
-	cdm_sdb_resnet_free(nn, &u->mid_res[1]);
+	cdm_blk_resnet_free(nn, &u->mid_res[0]);
+	cdm_blk_resnet_free(nn, &u->mid_res[1]);
 	free_t2d(nn, &u->mid_att);
 	cdm_free(u);
 }
@@ -325,8 +325,8 @@ static int ff_fwd(cdm_nn *nn, const struct t2d *t, const cdm_tensor *h, cdm_tens
 	    (rc = cdm_nn_from_tokens(nn, p, len, 1, &img, err)) < 0 ||
 	    (rc = cdm_nn_slice(nn, img, 0, half, &a, err)) < 0 ||
 	    (rc = cdm_nn_slice(nn, img, half, half, &g, err)) < 0 ||
-	    (rc = cdm_sdb_replace(nn, &g, cdm_nn_act(nn, g, CDM_ACT_GELU, &n, err), &n)) < 0 ||
-	    (rc = cdm_sdb_replace(nn, &g, cdm_nn_mul(nn, a, g, &n, err), &n)) < 0 ||
+	    (rc = cdm_blk_replace(nn, &g, cdm_nn_act(nn, g, CDM_ACT_GELU, &n, err), &n)) < 0 ||
+	    (rc = cdm_blk_replace(nn, &g, cdm_nn_mul(nn, a, g, &n, err), &n)) < 0 ||
 	    (rc = cdm_nn_to_tokens(nn, g, &tok, err)) < 0)
 		goto done;
 	rc = cdm_nn_linear(nn, tok, t->ff_out.w, t->ff_out.b, out, err);
@@ -355,7 +355,7 @@ static int branch(cdm_nn *nn, const struct t2d *t, int which, cdm_tensor **h,
 			  : ff_fwd(nn, t, n, &f, err);
 	if (rc < 0 || (rc = cdm_nn_add(nn, f, *h, &s, err)) < 0)
 		goto done;
-	rc = cdm_sdb_replace(nn, h, 0, &s);
+	rc = cdm_blk_replace(nn, h, 0, &s);
 done:
 	cdm_nn_free(nn, n);
 	cdm_nn_free(nn, f);
@@ -372,26 +372,26 @@ static int t2d_fwd(cdm_nn *nn, const struct t2d *t, const cdm_tensor *x, const c
 				    err)) < 0)
 		goto done;
 	if (t->linear) {
-		if ((rc = cdm_sdb_replace(nn, &h, cdm_nn_to_tokens(nn, h, &n, err), &n)) < 0 ||
-		    (rc = cdm_sdb_replace(nn, &h, cdm_nn_linear(nn, h, t->proj_in.w, t->proj_in.b,
+		if ((rc = cdm_blk_replace(nn, &h, cdm_nn_to_tokens(nn, h, &n, err), &n)) < 0 ||
+		    (rc = cdm_blk_replace(nn, &h, cdm_nn_linear(nn, h, t->proj_in.w, t->proj_in.b,
 								&n, err), &n)) < 0)
 			goto done;
-	} else if ((rc = cdm_sdb_replace(nn, &h, cdm_sdb_conv(nn, h, &t->proj_in, 1, 0, 0, &n, err),
+	} else if ((rc = cdm_blk_replace(nn, &h, cdm_blk_conv(nn, h, &t->proj_in, 1, 0, 0, &n, err),
 					 &n)) < 0 ||
-		   (rc = cdm_sdb_replace(nn, &h, cdm_nn_to_tokens(nn, h, &n, err), &n)) < 0) {
+		   (rc = cdm_blk_replace(nn, &h, cdm_nn_to_tokens(nn, h, &n, err), &n)) < 0) {
 		goto done;
 	}
 	for (int which = 0; which < 3; which++)
 		if ((rc = branch(nn, t, which, &h, ctx, err)) < 0)
 			goto done;
 	if (t->linear) {
-		if ((rc = cdm_sdb_replace(nn, &h, cdm_nn_linear(nn, h, t->proj_out.w, t->proj_out.b,
+		if ((rc = cdm_blk_replace(nn, &h, cdm_nn_linear(nn, h, t->proj_out.w, t->proj_out.b,
 								&n, err), &n)) < 0 ||
-		    (rc = cdm_sdb_replace(nn, &h, cdm_nn_from_tokens(nn, h, hh, ww, &n, err), &n)) < 0)
+		    (rc = cdm_blk_replace(nn, &h, cdm_nn_from_tokens(nn, h, hh, ww, &n, err), &n)) < 0)
 			goto done;
-	} else if ((rc = cdm_sdb_replace(nn, &h, cdm_nn_from_tokens(nn, h, hh, ww, &n, err),
+	} else if ((rc = cdm_blk_replace(nn, &h, cdm_nn_from_tokens(nn, h, hh, ww, &n, err),
 					 &n)) < 0 ||
-		   (rc = cdm_sdb_replace(nn, &h, cdm_sdb_conv(nn, h, &t->proj_out, 1, 0, 0, &n, err),
+		   (rc = cdm_blk_replace(nn, &h, cdm_blk_conv(nn, h, &t->proj_out, 1, 0, 0, &n, err),
 					 &n)) < 0) {
 		goto done;
 	}
@@ -413,12 +413,12 @@ static int time_embed(cdm_unet_cond *u, const double *t, int64_t batch, cdm_tens
 	int rc;
 	if ((rc = cdm_nn_timestep_embedding(nn, t, batch, c->boc[0], c->flip_sin_to_cos,
 					    c->freq_shift, &e, err)) < 0 ||
-	    (rc = cdm_sdb_replace(nn, &e, cdm_nn_linear(nn, e, u->lin1.w, u->lin1.b, &n, err),
+	    (rc = cdm_blk_replace(nn, &e, cdm_nn_linear(nn, e, u->lin1.w, u->lin1.b, &n, err),
 				  &n)) < 0 ||
-	    (rc = cdm_sdb_replace(nn, &e, cdm_nn_act(nn, e, CDM_ACT_SILU, &n, err), &n)) < 0 ||
-	    (rc = cdm_sdb_replace(nn, &e, cdm_nn_linear(nn, e, u->lin2.w, u->lin2.b, &n, err),
+	    (rc = cdm_blk_replace(nn, &e, cdm_nn_act(nn, e, CDM_ACT_SILU, &n, err), &n)) < 0 ||
+	    (rc = cdm_blk_replace(nn, &e, cdm_nn_linear(nn, e, u->lin2.w, u->lin2.b, &n, err),
 				  &n)) < 0 ||
-	    (rc = cdm_sdb_replace(nn, &e, cdm_nn_act(nn, e, CDM_ACT_SILU, &n, err), &n)) < 0) {
+	    (rc = cdm_blk_replace(nn, &e, cdm_nn_act(nn, e, CDM_ACT_SILU, &n, err), &n)) < 0) {
 		cdm_nn_free(nn, e);
 		return rc;
 	}
@@ -437,7 +437,7 @@ int cdm_unet_cond_check_input(const cdm_unet_cond *u, int ndim, const int64_t *d
 	for (int axis = 2; axis < 4; axis++) {
 		int64_t s = dim[axis];
 		for (int i = 0; i + 1 < c->n_blocks; i++) {
-			int64_t d = cdm_sdb_down_size(s, c->downsample_padding);
+			int64_t d = cdm_blk_down_size(s, c->downsample_padding);
 			if (d < 1 || 2 * d != s)
 				return cdm_fail(err, CDM_EINPUT, "x: shape %s: size %lld does not halve "
 						"evenly through %d downsamplings",
@@ -484,26 +484,26 @@ int cdm_unet_cond_forward(cdm_unet_cond *u, const cdm_tensor *x, const double *t
 		goto done;
 	if (c->center_input_sample && (rc = cdm_nn_scale(nn, x, 2.0, -1.0, &xin, err)) < 0)
 		goto done;
-	if ((rc = cdm_sdb_conv(nn, xin ? xin : x, &u->conv_in, 1, 1, 1, &h, err)) < 0)
+	if ((rc = cdm_blk_conv(nn, xin ? xin : x, &u->conv_in, 1, 1, 1, &h, err)) < 0)
 		goto done;
 	PUSH();
 	for (int i = 0; i < c->n_blocks; i++) {
 		struct cblock *b = &u->down[i];
 		for (int j = 0; j < b->nres; j++) {
-			NEXT(cdm_sdb_resnet_fwd(nn, &b->res[j], h, temb, &n, err));
+			NEXT(cdm_blk_resnet_fwd(nn, &b->res[j], h, temb, &n, err));
 			if (b->att)
 				NEXT(t2d_fwd(nn, &b->att[j], h, ctx, &n, err));
 			PUSH();
 		}
 		if (b->has_samp) {
-			NEXT(cdm_sdb_downsample(nn, h, &b->samp, c->downsample_padding, &n, err));
+			NEXT(cdm_blk_downsample(nn, h, &b->samp, c->downsample_padding, &n, err));
 			PUSH();
 		}
 	}
 	if (c->has_mid) {
-		NEXT(cdm_sdb_resnet_fwd(nn, &u->mid_res[0], h, temb, &n, err));
+		NEXT(cdm_blk_resnet_fwd(nn, &u->mid_res[0], h, temb, &n, err));
 		NEXT(t2d_fwd(nn, &u->mid_att, h, ctx, &n, err));
-		NEXT(cdm_sdb_resnet_fwd(nn, &u->mid_res[1], h, temb, &n, err));
+		NEXT(cdm_blk_resnet_fwd(nn, &u->mid_res[1], h, temb, &n, err));
 	}
 	for (int i = 0; i < c->n_blocks; i++) {
 		struct cblock *b = &u->up[i];
@@ -513,17 +513,17 @@ int cdm_unet_cond_forward(cdm_unet_cond *u, const cdm_tensor *x, const double *t
 			NEXT(cdm_nn_concat(nn, h, skip, &n, err));
 			cdm_nn_free(nn, skip);
 			skips[--ns] = NULL;
-			NEXT(cdm_sdb_resnet_fwd(nn, &b->res[j], h, temb, &n, err));
+			NEXT(cdm_blk_resnet_fwd(nn, &b->res[j], h, temb, &n, err));
 			if (b->att)
 				NEXT(t2d_fwd(nn, &b->att[j], h, ctx, &n, err));
 		}
 		if (b->has_samp)
-			NEXT(cdm_sdb_upsample(nn, h, &b->samp, &n, err));
+			NEXT(cdm_blk_upsample(nn, h, &b->samp, &n, err));
 	}
 	NEXT(cdm_nn_group_norm(nn, h, (int)c->norm_num_groups, c->norm_eps, u->norm_out.w,
 			       u->norm_out.b, &n, err));
 	NEXT(cdm_nn_act(nn, h, CDM_ACT_SILU, &n, err));
-	NEXT(cdm_sdb_conv(nn, h, &u->conv_out, 1, 1, 1, &n, err));
+	NEXT(cdm_blk_conv(nn, h, &u->conv_out, 1, 1, 1, &n, err));
 	*eps = h;
 	h = NULL;
 #undef NEXT

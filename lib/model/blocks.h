@@ -1,5 +1,5 @@
 /*
- * model/sd_blocks: building blocks shared by the Stable Diffusion models
+ * model/blocks: building blocks shared by the Stable Diffusion models
  * (unet_cond.c, vae.c, clip.c): weight binding by diffusers name with shape
  * checks and parameter counting, ResnetBlock2D with or without a time
  * embedding, the spatial self-attention of the VAE mid block (current or
@@ -14,8 +14,8 @@
  * SiLU), §2.5 (attention), §2.6 (samplers). Internal to lib/model.
  * Thread-safety: as the cdm_nn used.
  */
-#ifndef CDM_MODEL_SD_BLOCKS_H
-#define CDM_MODEL_SD_BLOCKS_H
+#ifndef CDM_MODEL_BLOCKS_H
+#define CDM_MODEL_BLOCKS_H
 
 #include "../base/base.h"
 #include "../nn/nn.h"
@@ -27,72 +27,72 @@ struct cdm_wb {
 };
 
 /* Binding state: the backend and the number of scalars bound so far. */
-struct cdm_sdb {
+struct cdm_blk {
 	cdm_nn *nn;
 	int64_t params;
 };
 
 /* Bind `name` with shape {d0,d1,d2,d3} truncated at the first 0. */
-int cdm_sdb_bind(struct cdm_sdb *b, cdm_tensor **out, const char *name, int64_t d0, int64_t d1,
+int cdm_blk_bind(struct cdm_blk *b, cdm_tensor **out, const char *name, int64_t d0, int64_t d1,
 		 int64_t d2, int64_t d3, struct cdm_err *err);
 /* Bind `<prefix>.<part>.weight` (dims as above) and, if bias, `.bias` [d0]
  * (part "" binds `<prefix>.weight`). */
-int cdm_sdb_bind_wb(struct cdm_sdb *b, struct cdm_wb *wb, const char *prefix, const char *part,
+int cdm_blk_bind_wb(struct cdm_blk *b, struct cdm_wb *wb, const char *prefix, const char *part,
 		    int64_t d0, int64_t d1, int64_t d2, int64_t d3, int bias, struct cdm_err *err);
 /* A [o,i] projection under `part`, or under `legacy` when only that name is
  * in the weights (diffusers' deprecated attention names). */
-int cdm_sdb_bind_proj(struct cdm_sdb *b, struct cdm_wb *wb, const char *prefix,
+int cdm_blk_bind_proj(struct cdm_blk *b, struct cdm_wb *wb, const char *prefix,
 		      const char *part, const char *legacy, int64_t o, int64_t i, int bias,
 		      struct cdm_err *err);
 /* config check: groups divide the channels of `<prefix>.<part>`. */
-int cdm_sdb_check_groups(int64_t groups, int64_t c, const char *prefix, const char *part,
+int cdm_blk_check_groups(int64_t groups, int64_t c, const char *prefix, const char *part,
 			 struct cdm_err *err);
-void cdm_sdb_free_wb(cdm_nn *nn, struct cdm_wb *wb);
+void cdm_blk_free_wb(cdm_nn *nn, struct cdm_wb *wb);
 
 /* ResnetBlock2D: SiLU, "default" time embedding (or none), conv shortcut
  * when cin != cout, out = (shortcut + h) / osf. */
-struct cdm_sdb_resnet {
+struct cdm_blk_resnet {
 	int64_t cin, cout, groups;
 	double eps, osf;
 	struct cdm_wb norm1, conv1, temb, norm2, conv2, shortcut; /* temb.w, shortcut.w may be NULL */
 };
 /* temb_dim 0: no time_emb_proj (VAE). */
-int cdm_sdb_resnet_bind(struct cdm_sdb *b, struct cdm_sdb_resnet *r, const char *prefix,
+int cdm_blk_resnet_bind(struct cdm_blk *b, struct cdm_blk_resnet *r, const char *prefix,
 			int64_t cin, int64_t cout, int64_t temb_dim, int64_t groups, double eps,
 			double osf, struct cdm_err *err);
 /* x [B,cin,H,W], temb_act [B,temb] = SiLU(temb) or NULL -> *out [B,cout,H,W]. */
-int cdm_sdb_resnet_fwd(cdm_nn *nn, const struct cdm_sdb_resnet *r, const cdm_tensor *x,
+int cdm_blk_resnet_fwd(cdm_nn *nn, const struct cdm_blk_resnet *r, const cdm_tensor *x,
 		       const cdm_tensor *temb_act, cdm_tensor **out, struct cdm_err *err);
-void cdm_sdb_resnet_free(cdm_nn *nn, struct cdm_sdb_resnet *r);
+void cdm_blk_resnet_free(cdm_nn *nn, struct cdm_blk_resnet *r);
 
 /* Spatial self-attention with group_norm, biased projections and the
  * residual (VAE mid block: one head of dim C). */
-struct cdm_sdb_sattn {
+struct cdm_blk_sattn {
 	int64_t c, heads, groups;
 	double eps;
 	struct cdm_wb norm, q, k, v, o;
 };
-int cdm_sdb_sattn_bind(struct cdm_sdb *b, struct cdm_sdb_sattn *a, const char *prefix,
+int cdm_blk_sattn_bind(struct cdm_blk *b, struct cdm_blk_sattn *a, const char *prefix,
 		       int64_t c, int64_t heads, int64_t groups, double eps, struct cdm_err *err);
-int cdm_sdb_sattn_fwd(cdm_nn *nn, const struct cdm_sdb_sattn *a, const cdm_tensor *x,
+int cdm_blk_sattn_fwd(cdm_nn *nn, const struct cdm_blk_sattn *a, const cdm_tensor *x,
 		      cdm_tensor **out, struct cdm_err *err);
-void cdm_sdb_sattn_free(cdm_nn *nn, struct cdm_sdb_sattn *a);
+void cdm_blk_sattn_free(cdm_nn *nn, struct cdm_blk_sattn *a);
 
 /* 3x3 conv, stride s, padding {p0 top/left, p1 bottom/right}. */
-int cdm_sdb_conv(cdm_nn *nn, const cdm_tensor *x, const struct cdm_wb *wb, int stride, int p0,
+int cdm_blk_conv(cdm_nn *nn, const cdm_tensor *x, const struct cdm_wb *wb, int stride, int p0,
 		 int p1, cdm_tensor **out, struct cdm_err *err);
 /* Upsample2D: nearest x2 then 3x3 conv pad 1. */
-int cdm_sdb_upsample(cdm_nn *nn, const cdm_tensor *x, const struct cdm_wb *conv,
+int cdm_blk_upsample(cdm_nn *nn, const cdm_tensor *x, const struct cdm_wb *conv,
 		     cdm_tensor **out, struct cdm_err *err);
 /* Downsample2D: 3x3 stride-2 conv; padding 0 pads right/bottom by one. */
-int cdm_sdb_downsample(cdm_nn *nn, const cdm_tensor *x, const struct cdm_wb *conv,
+int cdm_blk_downsample(cdm_nn *nn, const cdm_tensor *x, const struct cdm_wb *conv,
 		       int64_t padding, cdm_tensor **out, struct cdm_err *err);
 
 /* Make *h the result of a call that wrote *next (rc its status); free the
  * old *h. Returns rc. */
-int cdm_sdb_replace(cdm_nn *nn, cdm_tensor **h, int rc, cdm_tensor **next);
+int cdm_blk_replace(cdm_nn *nn, cdm_tensor **h, int rc, cdm_tensor **next);
 
 /* Size after one Downsample2D along an axis (0 if impossible). */
-int64_t cdm_sdb_down_size(int64_t s, int64_t padding);
+int64_t cdm_blk_down_size(int64_t s, int64_t padding);
 
 #endif

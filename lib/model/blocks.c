@@ -1,10 +1,10 @@
-/* model/sd_blocks: blocks shared by the SD models (see sd_blocks.h). */
-#include "sd_blocks.h"
+/* model/blocks: blocks shared by the SD models (see blocks.h). */
+#include "blocks.h"
 
 #include <math.h>
 #include <stdio.h>
 
-int cdm_sdb_bind(struct cdm_sdb *b, cdm_tensor **out, const char *name, int64_t d0, int64_t d1,
+int cdm_blk_bind(struct cdm_blk *b, cdm_tensor **out, const char *name, int64_t d0, int64_t d1,
 		 int64_t d2, int64_t d3, struct cdm_err *err)
 {
 	int64_t dim[4] = {d0, d1, d2, d3};
@@ -16,20 +16,20 @@ int cdm_sdb_bind(struct cdm_sdb *b, cdm_tensor **out, const char *name, int64_t 
 	return 0;
 }
 
-int cdm_sdb_bind_wb(struct cdm_sdb *b, struct cdm_wb *wb, const char *prefix, const char *part,
+int cdm_blk_bind_wb(struct cdm_blk *b, struct cdm_wb *wb, const char *prefix, const char *part,
 		    int64_t d0, int64_t d1, int64_t d2, int64_t d3, int bias, struct cdm_err *err)
 {
 	char name[512];
 	const char *dot = *part ? "." : "";
 	snprintf(name, sizeof name, "%s%s%s.weight", prefix, dot, part);
-	CDM_TRY(cdm_sdb_bind(b, &wb->w, name, d0, d1, d2, d3, err));
+	CDM_TRY(cdm_blk_bind(b, &wb->w, name, d0, d1, d2, d3, err));
 	if (!bias)
 		return 0;
 	snprintf(name, sizeof name, "%s%s%s.bias", prefix, dot, part);
-	return cdm_sdb_bind(b, &wb->b, name, d0, 0, 0, 0, err);
+	return cdm_blk_bind(b, &wb->b, name, d0, 0, 0, 0, err);
 }
 
-int cdm_sdb_bind_proj(struct cdm_sdb *b, struct cdm_wb *wb, const char *prefix,
+int cdm_blk_bind_proj(struct cdm_blk *b, struct cdm_wb *wb, const char *prefix,
 		      const char *part, const char *legacy, int64_t o, int64_t i, int bias,
 		      struct cdm_err *err)
 {
@@ -40,10 +40,10 @@ int cdm_sdb_bind_proj(struct cdm_sdb *b, struct cdm_wb *wb, const char *prefix,
 		if (cdm_nn_has_weight(b->nn, name))
 			part = legacy;
 	}
-	return cdm_sdb_bind_wb(b, wb, prefix, part, o, i, 0, 0, bias, err);
+	return cdm_blk_bind_wb(b, wb, prefix, part, o, i, 0, 0, bias, err);
 }
 
-int cdm_sdb_check_groups(int64_t groups, int64_t c, const char *prefix, const char *part,
+int cdm_blk_check_groups(int64_t groups, int64_t c, const char *prefix, const char *part,
 			 struct cdm_err *err)
 {
 	if (groups < 1 || c % groups)
@@ -53,14 +53,14 @@ int cdm_sdb_check_groups(int64_t groups, int64_t c, const char *prefix, const ch
 	return 0;
 }
 
-void cdm_sdb_free_wb(cdm_nn *nn, struct cdm_wb *wb)
+void cdm_blk_free_wb(cdm_nn *nn, struct cdm_wb *wb)
 {
 	cdm_nn_free(nn, wb->w);
 	cdm_nn_free(nn, wb->b);
 	wb->w = wb->b = NULL;
 }
 
-int cdm_sdb_replace(cdm_nn *nn, cdm_tensor **h, int rc, cdm_tensor **next)
+int cdm_blk_replace(cdm_nn *nn, cdm_tensor **h, int rc, cdm_tensor **next)
 {
 	if (rc < 0)
 		return rc;
@@ -72,7 +72,7 @@ int cdm_sdb_replace(cdm_nn *nn, cdm_tensor **h, int rc, cdm_tensor **next)
 
 /* ---- resnet ------------------------------------------------------------------ */
 
-int cdm_sdb_resnet_bind(struct cdm_sdb *b, struct cdm_sdb_resnet *r, const char *prefix,
+int cdm_blk_resnet_bind(struct cdm_blk *b, struct cdm_blk_resnet *r, const char *prefix,
 			int64_t cin, int64_t cout, int64_t temb_dim, int64_t groups, double eps,
 			double osf, struct cdm_err *err)
 {
@@ -81,46 +81,46 @@ int cdm_sdb_resnet_bind(struct cdm_sdb *b, struct cdm_sdb_resnet *r, const char 
 	r->groups = groups;
 	r->eps = eps;
 	r->osf = osf;
-	CDM_TRY(cdm_sdb_check_groups(groups, cin, prefix, "norm1", err));
-	CDM_TRY(cdm_sdb_check_groups(groups, cout, prefix, "norm2", err));
-	CDM_TRY(cdm_sdb_bind_wb(b, &r->norm1, prefix, "norm1", cin, 0, 0, 0, 1, err));
-	CDM_TRY(cdm_sdb_bind_wb(b, &r->conv1, prefix, "conv1", cout, cin, 3, 3, 1, err));
+	CDM_TRY(cdm_blk_check_groups(groups, cin, prefix, "norm1", err));
+	CDM_TRY(cdm_blk_check_groups(groups, cout, prefix, "norm2", err));
+	CDM_TRY(cdm_blk_bind_wb(b, &r->norm1, prefix, "norm1", cin, 0, 0, 0, 1, err));
+	CDM_TRY(cdm_blk_bind_wb(b, &r->conv1, prefix, "conv1", cout, cin, 3, 3, 1, err));
 	if (temb_dim)
-		CDM_TRY(cdm_sdb_bind_wb(b, &r->temb, prefix, "time_emb_proj", cout, temb_dim, 0, 0, 1,
+		CDM_TRY(cdm_blk_bind_wb(b, &r->temb, prefix, "time_emb_proj", cout, temb_dim, 0, 0, 1,
 					err));
-	CDM_TRY(cdm_sdb_bind_wb(b, &r->norm2, prefix, "norm2", cout, 0, 0, 0, 1, err));
-	CDM_TRY(cdm_sdb_bind_wb(b, &r->conv2, prefix, "conv2", cout, cout, 3, 3, 1, err));
+	CDM_TRY(cdm_blk_bind_wb(b, &r->norm2, prefix, "norm2", cout, 0, 0, 0, 1, err));
+	CDM_TRY(cdm_blk_bind_wb(b, &r->conv2, prefix, "conv2", cout, cout, 3, 3, 1, err));
 	if (cin != cout)
-		CDM_TRY(cdm_sdb_bind_wb(b, &r->shortcut, prefix, "conv_shortcut", cout, cin, 1, 1, 1,
+		CDM_TRY(cdm_blk_bind_wb(b, &r->shortcut, prefix, "conv_shortcut", cout, cin, 1, 1, 1,
 					err));
 	return 0;
 }
 
-void cdm_sdb_resnet_free(cdm_nn *nn, struct cdm_sdb_resnet *r)
+void cdm_blk_resnet_free(cdm_nn *nn, struct cdm_blk_resnet *r)
 {
-	cdm_sdb_free_wb(nn, &r->norm1);
-	cdm_sdb_free_wb(nn, &r->conv1);
-	cdm_sdb_free_wb(nn, &r->temb);
-	cdm_sdb_free_wb(nn, &r->norm2);
-	cdm_sdb_free_wb(nn, &r->conv2);
-	cdm_sdb_free_wb(nn, &r->shortcut);
+	cdm_blk_free_wb(nn, &r->norm1);
+	cdm_blk_free_wb(nn, &r->conv1);
+	cdm_blk_free_wb(nn, &r->temb);
+	cdm_blk_free_wb(nn, &r->norm2);
+	cdm_blk_free_wb(nn, &r->conv2);
+	cdm_blk_free_wb(nn, &r->shortcut);
 }
 
-int cdm_sdb_conv(cdm_nn *nn, const cdm_tensor *x, const struct cdm_wb *wb, int stride, int p0,
+int cdm_blk_conv(cdm_nn *nn, const cdm_tensor *x, const struct cdm_wb *wb, int stride, int p0,
 		 int p1, cdm_tensor **out, struct cdm_err *err)
 {
 	int pad[4] = {p0, p0, p1, p1};
 	return cdm_nn_conv2d(nn, x, wb->w, wb->b, stride, pad, out, err);
 }
 
-int cdm_sdb_resnet_fwd(cdm_nn *nn, const struct cdm_sdb_resnet *r, const cdm_tensor *x,
+int cdm_blk_resnet_fwd(cdm_nn *nn, const struct cdm_blk_resnet *r, const cdm_tensor *x,
 		       const cdm_tensor *temb_act, cdm_tensor **out, struct cdm_err *err)
 {
 	cdm_tensor *h = NULL, *n = NULL, *t = NULL, *sc = NULL;
 	int g = (int)r->groups, rc;
 	if ((rc = cdm_nn_group_norm(nn, x, g, r->eps, r->norm1.w, r->norm1.b, &h, err)) < 0 ||
-	    (rc = cdm_sdb_replace(nn, &h, cdm_nn_act(nn, h, CDM_ACT_SILU, &n, err), &n)) < 0 ||
-	    (rc = cdm_sdb_replace(nn, &h, cdm_sdb_conv(nn, h, &r->conv1, 1, 1, 1, &n, err), &n)) < 0)
+	    (rc = cdm_blk_replace(nn, &h, cdm_nn_act(nn, h, CDM_ACT_SILU, &n, err), &n)) < 0 ||
+	    (rc = cdm_blk_replace(nn, &h, cdm_blk_conv(nn, h, &r->conv1, 1, 1, 1, &n, err), &n)) < 0)
 		goto done;
 	if (r->temb.w) {
 		if (!temb_act) {
@@ -128,15 +128,15 @@ int cdm_sdb_resnet_fwd(cdm_nn *nn, const struct cdm_sdb_resnet *r, const cdm_ten
 			goto done;
 		}
 		if ((rc = cdm_nn_linear(nn, temb_act, r->temb.w, r->temb.b, &t, err)) < 0 ||
-		    (rc = cdm_sdb_replace(nn, &h, cdm_nn_bcast_add(nn, h, t, &n, err), &n)) < 0)
+		    (rc = cdm_blk_replace(nn, &h, cdm_nn_bcast_add(nn, h, t, &n, err), &n)) < 0)
 			goto done;
 	}
-	if ((rc = cdm_sdb_replace(nn, &h, cdm_nn_group_norm(nn, h, g, r->eps, r->norm2.w,
+	if ((rc = cdm_blk_replace(nn, &h, cdm_nn_group_norm(nn, h, g, r->eps, r->norm2.w,
 							   r->norm2.b, &n, err), &n)) < 0 ||
-	    (rc = cdm_sdb_replace(nn, &h, cdm_nn_act(nn, h, CDM_ACT_SILU, &n, err), &n)) < 0 ||
-	    (rc = cdm_sdb_replace(nn, &h, cdm_sdb_conv(nn, h, &r->conv2, 1, 1, 1, &n, err), &n)) < 0)
+	    (rc = cdm_blk_replace(nn, &h, cdm_nn_act(nn, h, CDM_ACT_SILU, &n, err), &n)) < 0 ||
+	    (rc = cdm_blk_replace(nn, &h, cdm_blk_conv(nn, h, &r->conv2, 1, 1, 1, &n, err), &n)) < 0)
 		goto done;
-	if (r->shortcut.w && (rc = cdm_sdb_conv(nn, x, &r->shortcut, 1, 0, 0, &sc, err)) < 0)
+	if (r->shortcut.w && (rc = cdm_blk_conv(nn, x, &r->shortcut, 1, 0, 0, &sc, err)) < 0)
 		goto done;
 	rc = cdm_nn_axpby(nn, 1.0 / r->osf, sc ? sc : x, 1.0 / r->osf, h, out, err);
 done:
@@ -149,7 +149,7 @@ done:
 
 /* ---- spatial self-attention ------------------------------------------------- */
 
-int cdm_sdb_sattn_bind(struct cdm_sdb *b, struct cdm_sdb_sattn *a, const char *prefix,
+int cdm_blk_sattn_bind(struct cdm_blk *b, struct cdm_blk_sattn *a, const char *prefix,
 		       int64_t c, int64_t heads, int64_t groups, double eps, struct cdm_err *err)
 {
 	a->c = c;
@@ -159,24 +159,24 @@ int cdm_sdb_sattn_bind(struct cdm_sdb *b, struct cdm_sdb_sattn *a, const char *p
 	if (heads < 1 || c % heads)
 		return cdm_fail(err, CDM_EINPUT, "config: %lld heads do not divide the %lld channels "
 				"of %s", (long long)heads, (long long)c, prefix);
-	CDM_TRY(cdm_sdb_check_groups(groups, c, prefix, "group_norm", err));
-	CDM_TRY(cdm_sdb_bind_wb(b, &a->norm, prefix, "group_norm", c, 0, 0, 0, 1, err));
-	CDM_TRY(cdm_sdb_bind_proj(b, &a->q, prefix, "to_q", "query", c, c, 1, err));
-	CDM_TRY(cdm_sdb_bind_proj(b, &a->k, prefix, "to_k", "key", c, c, 1, err));
-	CDM_TRY(cdm_sdb_bind_proj(b, &a->v, prefix, "to_v", "value", c, c, 1, err));
-	return cdm_sdb_bind_proj(b, &a->o, prefix, "to_out.0", "proj_attn", c, c, 1, err);
+	CDM_TRY(cdm_blk_check_groups(groups, c, prefix, "group_norm", err));
+	CDM_TRY(cdm_blk_bind_wb(b, &a->norm, prefix, "group_norm", c, 0, 0, 0, 1, err));
+	CDM_TRY(cdm_blk_bind_proj(b, &a->q, prefix, "to_q", "query", c, c, 1, err));
+	CDM_TRY(cdm_blk_bind_proj(b, &a->k, prefix, "to_k", "key", c, c, 1, err));
+	CDM_TRY(cdm_blk_bind_proj(b, &a->v, prefix, "to_v", "value", c, c, 1, err));
+	return cdm_blk_bind_proj(b, &a->o, prefix, "to_out.0", "proj_attn", c, c, 1, err);
 }
 
-void cdm_sdb_sattn_free(cdm_nn *nn, struct cdm_sdb_sattn *a)
+void cdm_blk_sattn_free(cdm_nn *nn, struct cdm_blk_sattn *a)
 {
-	cdm_sdb_free_wb(nn, &a->norm);
-	cdm_sdb_free_wb(nn, &a->q);
-	cdm_sdb_free_wb(nn, &a->k);
-	cdm_sdb_free_wb(nn, &a->v);
-	cdm_sdb_free_wb(nn, &a->o);
+	cdm_blk_free_wb(nn, &a->norm);
+	cdm_blk_free_wb(nn, &a->q);
+	cdm_blk_free_wb(nn, &a->k);
+	cdm_blk_free_wb(nn, &a->v);
+	cdm_blk_free_wb(nn, &a->o);
 }
 
-int cdm_sdb_sattn_fwd(cdm_nn *nn, const struct cdm_sdb_sattn *a, const cdm_tensor *x,
+int cdm_blk_sattn_fwd(cdm_nn *nn, const struct cdm_blk_sattn *a, const cdm_tensor *x,
 		      cdm_tensor **out, struct cdm_err *err)
 {
 	cdm_tensor *hn = NULL, *tok = NULL, *q = NULL, *k = NULL, *v = NULL, *o = NULL, *p = NULL,
@@ -190,7 +190,7 @@ int cdm_sdb_sattn_fwd(cdm_nn *nn, const struct cdm_sdb_sattn *a, const cdm_tenso
 	    (rc = cdm_nn_linear(nn, tok, a->k.w, a->k.b, &k, err)) < 0 ||
 	    (rc = cdm_nn_linear(nn, tok, a->v.w, a->v.b, &v, err)) < 0 ||
 	    (rc = cdm_nn_attention(nn, q, k, v, (int)a->heads, scale, &o, err)) < 0 ||
-	    (rc = cdm_sdb_replace(nn, &o, cdm_nn_linear(nn, o, a->o.w, a->o.b, &p, err), &p)) < 0 ||
+	    (rc = cdm_blk_replace(nn, &o, cdm_nn_linear(nn, o, a->o.w, a->o.b, &p, err), &p)) < 0 ||
 	    (rc = cdm_nn_from_tokens(nn, o, x->dim[2], x->dim[3], &img, err)) < 0)
 		goto done;
 	rc = cdm_nn_add(nn, img, x, out, err);
@@ -208,24 +208,24 @@ done:
 
 /* ---- samplers ------------------------------------------------------------- */
 
-int cdm_sdb_upsample(cdm_nn *nn, const cdm_tensor *x, const struct cdm_wb *conv,
+int cdm_blk_upsample(cdm_nn *nn, const cdm_tensor *x, const struct cdm_wb *conv,
 		     cdm_tensor **out, struct cdm_err *err)
 {
 	cdm_tensor *u = NULL;
 	CDM_TRY(cdm_nn_upsample2x(nn, x, &u, err));
-	int rc = cdm_sdb_conv(nn, u, conv, 1, 1, 1, out, err);
+	int rc = cdm_blk_conv(nn, u, conv, 1, 1, 1, out, err);
 	cdm_nn_free(nn, u);
 	return rc;
 }
 
-int cdm_sdb_downsample(cdm_nn *nn, const cdm_tensor *x, const struct cdm_wb *conv,
+int cdm_blk_downsample(cdm_nn *nn, const cdm_tensor *x, const struct cdm_wb *conv,
 		       int64_t padding, cdm_tensor **out, struct cdm_err *err)
 {
 	int p = (int)padding;
-	return cdm_sdb_conv(nn, x, conv, 2, p, p ? p : 1, out, err);
+	return cdm_blk_conv(nn, x, conv, 2, p, p ? p : 1, out, err);
 }
 
-int64_t cdm_sdb_down_size(int64_t s, int64_t padding)
+int64_t cdm_blk_down_size(int64_t s, int64_t padding)
 {
 	int64_t padded = padding ? s + 2 * padding : s + 1;
 	return padded < 3 ? 0 : (padded - 3) / 2 + 1;
