@@ -11,29 +11,26 @@
 #include <stdio.h>
 #include <string.h>
 
-/* A bound affine pair (weight + bias). */
-struct wb {
-	cdm_tensor *w, *b;
-};
+#include "blocks.h"
 
 struct resnet {
 	int64_t cin, cout;
 	int up, down;      /* resample after the first activation (resnet up/down samplers) */
 	double osf;        /* output_scale_factor */
-	struct wb norm1, conv1, temb, norm2, conv2, shortcut; /* shortcut.w NULL if cin == cout */
+	struct cdm_wb norm1, conv1, temb, norm2, conv2, shortcut; /* shortcut.w NULL if cin == cout */
 };
 
 struct attn {
 	int64_t c, heads, dh;
 	int64_t groups; /* 0: no group_norm */
 	double rescale; /* rescale_output_factor */
-	struct wb norm, q, k, v, o;
+	struct cdm_wb norm, q, k, v, o;
 };
 
 struct sampler {     /* down- or upsampler */
 	int present;
 	int is_resnet;
-	struct wb conv;
+	struct cdm_wb conv;
 	struct resnet res;
 };
 
@@ -47,8 +44,8 @@ struct block {
 struct cdm_unet {
 	cdm_nn *nn;
 	struct cdm_unet_config cfg;
-	int64_t params;
-	struct wb conv_in, lin1, lin2, norm_out, conv_out;
+	struct cdm_blk b; /* binder: backend and parameter count */
+	struct cdm_wb conv_in, lin1, lin2, norm_out, conv_out;
 	cdm_tensor *class_table; /* [K, temb] or NULL */
 	struct block down[CDM_UNET_MAX_BLOCKS], up[CDM_UNET_MAX_BLOCKS];
 	struct resnet mid_res[2];
@@ -58,42 +55,6 @@ struct cdm_unet {
 
 /* ---- binding -------------------------------------------------------------- */
 
-/* Bind `<name>` with the given shape (dims terminated by 0). */
-static int bind(cdm_unet *u, cdm_tensor **out, const char *name, int64_t d0, int64_t d1,
-		int64_t d2, int64_t d3, struct cdm_err *err)
-{
-	int64_t dim[4] = {d0, d1, d2, d3};
-	int nd = 0;
-	while (nd < 4 && dim[nd])
-		nd++;
-	CDM_TRY(cdm_nn_weight(u->nn, name, nd, dim, out, err));
-	u->params += cdm_tensor_numel(*out);
-	return 0;
-}
-
-/* Bind `<prefix>.<part>.weight` and `.bias` (`<prefix>.weight` if part is
- * ""); dims as for bind (weight), the bias is [d0]. */
-static int bind_wb(cdm_unet *u, struct wb *wb, const char *prefix, const char *part,
-		   int64_t d0, int64_t d1, int64_t d2, int64_t d3, struct cdm_err *err)
-{
-	char name[512];
-	const char *dot = *part ? "." : "";
-	snprintf(name, sizeof name, "%s%s%s.weight", prefix, dot, part);
-	CDM_TRY(bind(u, &wb->w, name, d0, d1, d2, d3, err));
-	snprintf(name, sizeof name, "%s%s%s.bias", prefix, dot, part);
-	return bind(u, &wb->b, name, d0, 0, 0, 0, err);
-}
-
-static int check_groups(cdm_unet *u, int64_t groups, int64_t c, const char *prefix,
-			const char *part, struct cdm_err *err)
-{
-	if (c % groups)
-		return cdm_fail(err, CDM_EINPUT,
-				"config: %lld groups do not divide the %lld channels of %s.%s",
-				(long long)groups, (long long)c, prefix, part);
-	return 0;
-}
-
 static int bind_resnet(cdm_unet *u, struct resnet *r, const char *prefix, int64_t cin,
 		       int64_t cout, double osf, struct cdm_err *err)
 {
@@ -102,32 +63,19 @@ static int bind_resnet(cdm_unet *u, struct resnet *r, const char *prefix, int64_
 	r->cin = cin;
 	r->cout = cout;
 	r->osf = osf;
-	CDM_TRY(check_groups(u, g, cin, prefix, "norm1", err));
-	CDM_TRY(check_groups(u, g, cout, prefix, "norm2", err));
-	CDM_TRY(bind_wb(u, &r->norm1, prefix, "norm1", cin, 0, 0, 0, err));
-	CDM_TRY(bind_wb(u, &r->conv1, prefix, "conv1", cout, cin, 3, 3, err));
-	CDM_TRY(bind_wb(u, &r->temb, prefix, "time_emb_proj", (c->scale_shift ? 2 : 1) * cout,
-			c->temb_dim, 0, 0, err));
-	CDM_TRY(bind_wb(u, &r->norm2, prefix, "norm2", cout, 0, 0, 0, err));
-	CDM_TRY(bind_wb(u, &r->conv2, prefix, "conv2", cout, cout, 3, 3, err));
+	CDM_TRY(cdm_blk_check_groups(g, cin, prefix, "norm1", err));
+	CDM_TRY(cdm_blk_check_groups(g, cout, prefix, "norm2", err));
+	CDM_TRY(cdm_blk_bind_wb(&u->b, &r->norm1, prefix, "norm1", cin, 0, 0, 0, 1, err));
+	CDM_TRY(cdm_blk_bind_wb(&u->b, &r->conv1, prefix, "conv1", cout, cin, 3, 3, 1, err));
+	CDM_TRY(cdm_blk_bind_wb(&u->b, &r->temb, prefix, "time_emb_proj",
+				(c->scale_shift ? 2 : 1) * cout,
+			c->temb_dim, 0, 0, 1, err));
+	CDM_TRY(cdm_blk_bind_wb(&u->b, &r->norm2, prefix, "norm2", cout, 0, 0, 0, 1, err));
+	CDM_TRY(cdm_blk_bind_wb(&u->b, &r->conv2, prefix, "conv2", cout, cout, 3, 3, 1, err));
 	if (cin != cout)
-		CDM_TRY(bind_wb(u, &r->shortcut, prefix, "conv_shortcut", cout, cin, 1, 1, err));
+		CDM_TRY(cdm_blk_bind_wb(&u->b, &r->shortcut, prefix, "conv_shortcut", cout, cin, 1,
+					1, 1, err));
 	return 0;
-}
-
-/* Bind one projection of an attention layer under its current name or, for
- * checkpoints saved before diffusers renamed them, its legacy name. */
-static int bind_proj(cdm_unet *u, struct wb *wb, const char *prefix, const char *part,
-		     const char *legacy, int64_t o, int64_t i, struct cdm_err *err)
-{
-	char name[512];
-	snprintf(name, sizeof name, "%s.%s.weight", prefix, part);
-	if (!cdm_nn_has_weight(u->nn, name)) {
-		snprintf(name, sizeof name, "%s.%s.weight", prefix, legacy);
-		if (cdm_nn_has_weight(u->nn, name))
-			part = legacy;
-	}
-	return bind_wb(u, wb, prefix, part, o, i, 0, 0, err);
 }
 
 static int bind_attn(cdm_unet *u, struct attn *a, const char *prefix, int64_t ch,
@@ -144,13 +92,13 @@ static int bind_attn(cdm_unet *u, struct attn *a, const char *prefix, int64_t ch
 	a->rescale = rescale;
 	int64_t inner = a->heads * a->dh;
 	if (groups) {
-		CDM_TRY(check_groups(u, groups, ch, prefix, "group_norm", err));
-		CDM_TRY(bind_wb(u, &a->norm, prefix, "group_norm", ch, 0, 0, 0, err));
+		CDM_TRY(cdm_blk_check_groups(groups, ch, prefix, "group_norm", err));
+		CDM_TRY(cdm_blk_bind_wb(&u->b, &a->norm, prefix, "group_norm", ch, 0, 0, 0, 1, err));
 	}
-	CDM_TRY(bind_proj(u, &a->q, prefix, "to_q", "query", inner, ch, err));
-	CDM_TRY(bind_proj(u, &a->k, prefix, "to_k", "key", inner, ch, err));
-	CDM_TRY(bind_proj(u, &a->v, prefix, "to_v", "value", inner, ch, err));
-	return bind_proj(u, &a->o, prefix, "to_out.0", "proj_attn", ch, inner, err);
+	CDM_TRY(cdm_blk_bind_proj(&u->b, &a->q, prefix, "to_q", "query", inner, ch, 1, err));
+	CDM_TRY(cdm_blk_bind_proj(&u->b, &a->k, prefix, "to_k", "key", inner, ch, 1, err));
+	CDM_TRY(cdm_blk_bind_proj(&u->b, &a->v, prefix, "to_v", "value", inner, ch, 1, err));
+	return cdm_blk_bind_proj(&u->b, &a->o, prefix, "to_out.0", "proj_attn", ch, inner, 1, err);
 }
 
 static int block_alloc(struct block *b, int nres, int attn, struct cdm_err *err)
@@ -190,7 +138,7 @@ static int bind_down(cdm_unet *u, int i, struct cdm_err *err)
 		b->samp.res.down = 1;
 		return bind_resnet(u, &b->samp.res, p, cout, cout, 1.0, err);
 	}
-	return bind_wb(u, &b->samp.conv, p, "conv", cout, cout, 3, 3, err);
+	return cdm_blk_bind_wb(&u->b, &b->samp.conv, p, "conv", cout, cout, 3, 3, 1, err);
 }
 
 static int bind_up(cdm_unet *u, int i, struct cdm_err *err)
@@ -223,18 +171,19 @@ static int bind_up(cdm_unet *u, int i, struct cdm_err *err)
 		b->samp.res.up = 1;
 		return bind_resnet(u, &b->samp.res, p, out, out, 1.0, err);
 	}
-	return bind_wb(u, &b->samp.conv, p, "conv", out, out, 3, 3, err);
+	return cdm_blk_bind_wb(&u->b, &b->samp.conv, p, "conv", out, out, 3, 3, 1, err);
 }
 
 static int bind_all(cdm_unet *u, struct cdm_err *err)
 {
 	const struct cdm_unet_config *c = &u->cfg;
+	struct cdm_blk *b = &u->b;
 	int64_t c0 = c->boc[0], td = c->temb_dim;
-	CDM_TRY(bind_wb(u, &u->conv_in, "conv_in", "", c0, c->in_channels, 3, 3, err));
-	CDM_TRY(bind_wb(u, &u->lin1, "time_embedding", "linear_1", td, c0, 0, 0, err));
-	CDM_TRY(bind_wb(u, &u->lin2, "time_embedding", "linear_2", td, td, 0, 0, err));
+	CDM_TRY(cdm_blk_bind_wb(b, &u->conv_in, "conv_in", "", c0, c->in_channels, 3, 3, 1, err));
+	CDM_TRY(cdm_blk_bind_wb(b, &u->lin1, "time_embedding", "linear_1", td, c0, 0, 0, 1, err));
+	CDM_TRY(cdm_blk_bind_wb(b, &u->lin2, "time_embedding", "linear_2", td, td, 0, 0, 1, err));
 	if (c->num_class_embeds)
-		CDM_TRY(bind(u, &u->class_table, "class_embedding.weight", c->num_class_embeds, td,
+		CDM_TRY(cdm_blk_bind(&u->b, &u->class_table, "class_embedding.weight", c->num_class_embeds, td,
 			     0, 0, err));
 	for (int i = 0; i < c->n_blocks; i++)
 		CDM_TRY(bind_down(u, i, err));
@@ -251,9 +200,9 @@ static int bind_all(cdm_unet *u, struct cdm_err *err)
 	}
 	for (int i = 0; i < c->n_blocks; i++)
 		CDM_TRY(bind_up(u, i, err));
-	CDM_TRY(check_groups(u, c->norm_num_groups, c0, "conv_norm_out", "", err));
-	CDM_TRY(bind_wb(u, &u->norm_out, "conv_norm_out", "", c0, 0, 0, 0, err));
-	return bind_wb(u, &u->conv_out, "conv_out", "", c->out_channels, c0, 3, 3, err);
+	CDM_TRY(cdm_blk_check_groups(c->norm_num_groups, c0, "conv_norm_out", "", err));
+	CDM_TRY(cdm_blk_bind_wb(b, &u->norm_out, "conv_norm_out", "", c0, 0, 0, 0, 1, err));
+	return cdm_blk_bind_wb(b, &u->conv_out, "conv_out", "", c->out_channels, c0, 3, 3, 1, err);
 }
 
 int cdm_unet_new(cdm_unet **out, cdm_nn *nn, const struct cdm_unet_config *cfg,
@@ -264,6 +213,7 @@ int cdm_unet_new(cdm_unet **out, cdm_nn *nn, const struct cdm_unet_config *cfg,
 	if (!u)
 		return CDM_ENOMEM;
 	u->nn = nn;
+	u->b.nn = nn;
 	u->cfg = *cfg;
 	int rc = bind_all(u, err);
 	if (rc < 0) {
@@ -288,29 +238,23 @@ int cdm_unet_load(cdm_unet **out, cdm_nn *nn, const char *model_dir,
 	return cdm_unet_new(out, nn, &cfg, err);
 }
 
-static void free_wb(cdm_nn *nn, struct wb *wb)
-{
-	cdm_nn_free(nn, wb->w);
-	cdm_nn_free(nn, wb->b);
-}
-
 static void free_resnet(cdm_nn *nn, struct resnet *r)
 {
-	free_wb(nn, &r->norm1);
-	free_wb(nn, &r->conv1);
-	free_wb(nn, &r->temb);
-	free_wb(nn, &r->norm2);
-	free_wb(nn, &r->conv2);
-	free_wb(nn, &r->shortcut);
+	cdm_blk_free_wb(nn, &r->norm1);
+	cdm_blk_free_wb(nn, &r->conv1);
+	cdm_blk_free_wb(nn, &r->temb);
+	cdm_blk_free_wb(nn, &r->norm2);
+	cdm_blk_free_wb(nn, &r->conv2);
+	cdm_blk_free_wb(nn, &r->shortcut);
 }
 
 static void free_attn(cdm_nn *nn, struct attn *a)
 {
-	free_wb(nn, &a->norm);
-	free_wb(nn, &a->q);
-	free_wb(nn, &a->k);
-	free_wb(nn, &a->v);
-	free_wb(nn, &a->o);
+	cdm_blk_free_wb(nn, &a->norm);
+	cdm_blk_free_wb(nn, &a->q);
+	cdm_blk_free_wb(nn, &a->k);
+	cdm_blk_free_wb(nn, &a->v);
+	cdm_blk_free_wb(nn, &a->o);
 }
 
 static void free_block(cdm_nn *nn, struct block *b)
@@ -320,7 +264,7 @@ static void free_block(cdm_nn *nn, struct block *b)
 		if (b->att)
 			free_attn(nn, &b->att[j]);
 	}
-	free_wb(nn, &b->samp.conv);
+	cdm_blk_free_wb(nn, &b->samp.conv);
 	free_resnet(nn, &b->samp.res);
 	cdm_free(b->res);
 	cdm_free(b->att);
@@ -331,11 +275,11 @@ void cdm_unet_free(cdm_unet *u)
 	if (!u)
 		return;
 	cdm_nn *nn = u->nn;
-	free_wb(nn, &u->conv_in);
-	free_wb(nn, &u->lin1);
-	free_wb(nn, &u->lin2);
-	free_wb(nn, &u->norm_out);
-	free_wb(nn, &u->conv_out);
+	cdm_blk_free_wb(nn, &u->conv_in);
+	cdm_blk_free_wb(nn, &u->lin1);
+	cdm_blk_free_wb(nn, &u->lin2);
+	cdm_blk_free_wb(nn, &u->norm_out);
+	cdm_blk_free_wb(nn, &u->conv_out);
 	cdm_nn_free(nn, u->class_table);
 	for (int i = 0; i < CDM_UNET_MAX_BLOCKS; i++) {
 		free_block(nn, &u->down[i]);
@@ -354,17 +298,10 @@ const struct cdm_unet_config *cdm_unet_config(const cdm_unet *u)
 
 int64_t cdm_unet_params(const cdm_unet *u)
 {
-	return u->params;
+	return u->b.params;
 }
 
 /* ---- forward -------------------------------------------------------------- */
-
-static int conv(cdm_nn *nn, const cdm_tensor *x, const struct wb *wb, int stride, int p0,
-		int p1, cdm_tensor **out, struct cdm_err *err)
-{
-	int pad[4] = {p0, p0, p1, p1};
-	return cdm_nn_conv2d(nn, x, wb->w, wb->b, stride, pad, out, err);
-}
 
 static int resnet_fwd(cdm_unet *u, const struct resnet *r, const cdm_tensor *x,
 		      const cdm_tensor *temb_act, cdm_tensor **out, struct cdm_err *err)
@@ -386,7 +323,7 @@ static int resnet_fwd(cdm_unet *u, const struct resnet *r, const cdm_tensor *x,
 			goto done;
 		cdm_nn_free(nn, h), h = a, a = NULL;
 	}
-	if ((rc = conv(nn, h, &r->conv1, 1, 1, 1, &a, err)) < 0)
+	if ((rc = cdm_blk_conv(nn, h, &r->conv1, 1, 1, 1, &a, err)) < 0)
 		goto done;
 	cdm_nn_free(nn, h), h = a, a = NULL;
 	if ((rc = cdm_nn_linear(nn, temb_act, r->temb.w, r->temb.b, &t, err)) < 0)
@@ -421,12 +358,12 @@ static int resnet_fwd(cdm_unet *u, const struct resnet *r, const cdm_tensor *x,
 	if ((rc = cdm_nn_act(nn, h, c->act, &a, err)) < 0)
 		goto done;
 	cdm_nn_free(nn, h), h = a, a = NULL;
-	if ((rc = conv(nn, h, &r->conv2, 1, 1, 1, &a, err)) < 0)
+	if ((rc = cdm_blk_conv(nn, h, &r->conv2, 1, 1, 1, &a, err)) < 0)
 		goto done;
 	cdm_nn_free(nn, h), h = a, a = NULL;
 	const cdm_tensor *in = xs ? xs : x;
 	if (r->shortcut.w) {
-		if ((rc = conv(nn, in, &r->shortcut, 1, 0, 0, &b, err)) < 0)
+		if ((rc = cdm_blk_conv(nn, in, &r->shortcut, 1, 0, 0, &b, err)) < 0)
 			goto done;
 		in = b;
 	}
@@ -477,17 +414,6 @@ done:
 	return rc;
 }
 
-/* Apply a layer that maps *h to a new tensor and drop the old one. */
-static int replace(cdm_nn *nn, cdm_tensor **h, int rc, cdm_tensor **next)
-{
-	if (rc < 0)
-		return rc;
-	cdm_nn_free(nn, *h);
-	*h = *next; /* read after the call: argument order is unspecified */
-	*next = NULL;
-	return 0;
-}
-
 static int sampler_fwd(cdm_unet *u, const struct sampler *s, int up, const cdm_tensor *x,
 		       const cdm_tensor *temb_act, cdm_tensor **out, struct cdm_err *err)
 {
@@ -497,7 +423,7 @@ static int sampler_fwd(cdm_unet *u, const struct sampler *s, int up, const cdm_t
 	if (up) {
 		cdm_tensor *n = NULL;
 		CDM_TRY(cdm_nn_upsample2x(nn, x, &n, err));
-		int rc = conv(nn, n, &s->conv, 1, 1, 1, out, err);
+		int rc = cdm_blk_conv(nn, n, &s->conv, 1, 1, 1, out, err);
 		cdm_nn_free(nn, n);
 		return rc;
 	}
@@ -519,9 +445,11 @@ static int time_embed(cdm_unet *u, const double *t, int64_t batch, const cdm_ten
 	int rc;
 	if ((rc = cdm_nn_timestep_embedding(nn, t, batch, c->boc[0], c->flip_sin_to_cos,
 					    c->freq_shift, &e, err)) < 0 ||
-	    (rc = replace(nn, &e, cdm_nn_linear(nn, e, u->lin1.w, u->lin1.b, &n, err), &n)) < 0 ||
-	    (rc = replace(nn, &e, cdm_nn_act(nn, e, CDM_ACT_SILU, &n, err), &n)) < 0 ||
-	    (rc = replace(nn, &e, cdm_nn_linear(nn, e, u->lin2.w, u->lin2.b, &n, err), &n)) < 0)
+	    (rc = cdm_blk_replace(nn, &e, cdm_nn_linear(nn, e, u->lin1.w, u->lin1.b, &n, err),
+				  &n)) < 0 ||
+	    (rc = cdm_blk_replace(nn, &e, cdm_nn_act(nn, e, CDM_ACT_SILU, &n, err), &n)) < 0 ||
+	    (rc = cdm_blk_replace(nn, &e, cdm_nn_linear(nn, e, u->lin2.w, u->lin2.b, &n, err),
+				  &n)) < 0)
 		goto fail;
 	if (u->class_table) {
 		cdm_tensor *ce = NULL;
@@ -529,10 +457,10 @@ static int time_embed(cdm_unet *u, const double *t, int64_t batch, const cdm_ten
 			goto fail;
 		rc = cdm_nn_add(nn, e, ce, &n, err);
 		cdm_nn_free(nn, ce);
-		if ((rc = replace(nn, &e, rc, &n)) < 0)
+		if ((rc = cdm_blk_replace(nn, &e, rc, &n)) < 0)
 			goto fail;
 	}
-	if ((rc = replace(nn, &e, cdm_nn_act(nn, e, c->act, &n, err), &n)) < 0)
+	if ((rc = cdm_blk_replace(nn, &e, cdm_nn_act(nn, e, c->act, &n, err), &n)) < 0)
 		goto fail;
 	*temb_act = e;
 	return 0;
@@ -610,7 +538,7 @@ int cdm_unet_forward(cdm_unet *u, const cdm_tensor *x, const double *t,
 		goto done;
 	if (c->center_input_sample && (rc = cdm_nn_scale(nn, x, 2.0, -1.0, &xin, err)) < 0)
 		goto done;
-	if ((rc = conv(nn, xin ? xin : x, &u->conv_in, 1, 1, 1, &h, err)) < 0)
+	if ((rc = cdm_blk_conv(nn, xin ? xin : x, &u->conv_in, 1, 1, 1, &h, err)) < 0)
 		goto done;
 	PUSH();
 	for (int i = 0; i < c->n_blocks; i++) {
@@ -652,7 +580,7 @@ int cdm_unet_forward(cdm_unet *u, const cdm_tensor *x, const double *t,
 	NEXT(cdm_nn_group_norm(nn, h, (int)c->norm_num_groups, c->norm_eps, u->norm_out.w,
 			       u->norm_out.b, &n, err));
 	NEXT(cdm_nn_act(nn, h, CDM_ACT_SILU, &n, err));
-	NEXT(conv(nn, h, &u->conv_out, 1, 1, 1, &n, err));
+	NEXT(cdm_blk_conv(nn, h, &u->conv_out, 1, 1, 1, &n, err));
 	*eps = h;
 	h = NULL;
 #undef NEXT
