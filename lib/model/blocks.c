@@ -73,21 +73,21 @@ int cdm_blk_replace(cdm_nn *nn, cdm_tensor **h, int rc, cdm_tensor **next)
 /* ---- resnet ------------------------------------------------------------------ */
 
 int cdm_blk_resnet_bind(struct cdm_blk *b, struct cdm_blk_resnet *r, const char *prefix,
-			int64_t cin, int64_t cout, int64_t temb_dim, int64_t groups, double eps,
-			double osf, struct cdm_err *err)
+			int64_t cin, int64_t cout, const struct cdm_blk_resnet_spec *spec,
+			struct cdm_err *err)
 {
+	int64_t g = spec->groups, td = spec->temb_dim;
 	r->cin = cin;
 	r->cout = cout;
-	r->groups = groups;
-	r->eps = eps;
-	r->osf = osf;
-	CDM_TRY(cdm_blk_check_groups(groups, cin, prefix, "norm1", err));
-	CDM_TRY(cdm_blk_check_groups(groups, cout, prefix, "norm2", err));
+	r->s = *spec;
+	CDM_TRY(cdm_blk_check_groups(g, cin, prefix, "norm1", err));
+	CDM_TRY(cdm_blk_check_groups(g, cout, prefix, "norm2", err));
 	CDM_TRY(cdm_blk_bind_wb(b, &r->norm1, prefix, "norm1", cin, 0, 0, 0, 1, err));
 	CDM_TRY(cdm_blk_bind_wb(b, &r->conv1, prefix, "conv1", cout, cin, 3, 3, 1, err));
-	if (temb_dim)
-		CDM_TRY(cdm_blk_bind_wb(b, &r->temb, prefix, "time_emb_proj", cout, temb_dim, 0, 0, 1,
-					err));
+	/* scale_shift projects to [scale | shift] */
+	if (td)
+		CDM_TRY(cdm_blk_bind_wb(b, &r->temb, prefix, "time_emb_proj",
+					(spec->scale_shift ? 2 : 1) * cout, td, 0, 0, 1, err));
 	CDM_TRY(cdm_blk_bind_wb(b, &r->norm2, prefix, "norm2", cout, 0, 0, 0, 1, err));
 	CDM_TRY(cdm_blk_bind_wb(b, &r->conv2, prefix, "conv2", cout, cout, 3, 3, 1, err));
 	if (cin != cout)
@@ -113,36 +113,75 @@ int cdm_blk_conv(cdm_nn *nn, const cdm_tensor *x, const struct cdm_wb *wb, int s
 	return cdm_nn_conv2d(nn, x, wb->w, wb->b, stride, pad, out, err);
 }
 
+/* *h = norm2(*h) * (1 + t[:, :C]) + t[:, C:] (time_embedding_norm "scale_shift"). */
+static int scale_shift(cdm_nn *nn, const struct cdm_blk_resnet *r, cdm_tensor **h,
+		       const cdm_tensor *t, struct cdm_err *err)
+{
+	cdm_tensor *n = NULL, *a = NULL, *s = NULL;
+	int g = (int)r->s.groups, rc;
+	if ((rc = cdm_blk_replace(nn, h, cdm_nn_group_norm(nn, *h, g, r->s.eps, r->norm2.w,
+							   r->norm2.b, &n, err), &n)) < 0 ||
+	    (rc = cdm_nn_slice(nn, t, 0, r->cout, &a, err)) < 0 ||
+	    (rc = cdm_nn_scale(nn, a, 1.0, 1.0, &s, err)) < 0 ||
+	    (rc = cdm_blk_replace(nn, h, cdm_nn_bcast_mul(nn, *h, s, &n, err), &n)) < 0)
+		goto done;
+	cdm_nn_free(nn, s), s = NULL;
+	if ((rc = cdm_nn_slice(nn, t, r->cout, r->cout, &s, err)) < 0)
+		goto done;
+	rc = cdm_blk_replace(nn, h, cdm_nn_bcast_add(nn, *h, s, &n, err), &n);
+done:
+	cdm_nn_free(nn, a);
+	cdm_nn_free(nn, s);
+	return rc;
+}
+
 int cdm_blk_resnet_fwd(cdm_nn *nn, const struct cdm_blk_resnet *r, const cdm_tensor *x,
 		       const cdm_tensor *temb_act, cdm_tensor **out, struct cdm_err *err)
 {
-	cdm_tensor *h = NULL, *n = NULL, *t = NULL, *sc = NULL;
-	int g = (int)r->groups, rc;
-	if ((rc = cdm_nn_group_norm(nn, x, g, r->eps, r->norm1.w, r->norm1.b, &h, err)) < 0 ||
-	    (rc = cdm_blk_replace(nn, &h, cdm_nn_act(nn, h, CDM_ACT_SILU, &n, err), &n)) < 0 ||
-	    (rc = cdm_blk_replace(nn, &h, cdm_blk_conv(nn, h, &r->conv1, 1, 1, 1, &n, err), &n)) < 0)
+	const struct cdm_blk_resnet_spec *s = &r->s;
+	cdm_tensor *h = NULL, *n = NULL, *t = NULL, *xs = NULL, *sc = NULL;
+	int g = (int)s->groups, rc;
+	int (*resample)(cdm_nn *, const cdm_tensor *, cdm_tensor **, struct cdm_err *) =
+		s->resample == CDM_BLK_UP ? cdm_nn_upsample2x
+		: s->resample == CDM_BLK_DOWN ? cdm_nn_avgpool2x : NULL;
+	if ((rc = cdm_nn_group_norm(nn, x, g, s->eps, r->norm1.w, r->norm1.b, &h, err)) < 0 ||
+	    (rc = cdm_blk_replace(nn, &h, cdm_nn_act(nn, h, s->act, &n, err), &n)) < 0)
+		goto done;
+	/* resample both the shortcut input and the hidden state */
+	if (resample && ((rc = resample(nn, x, &xs, err)) < 0 ||
+			 (rc = cdm_blk_replace(nn, &h, resample(nn, h, &n, err), &n)) < 0))
+		goto done;
+	if ((rc = cdm_blk_replace(nn, &h, cdm_blk_conv(nn, h, &r->conv1, 1, 1, 1, &n, err), &n)) < 0)
 		goto done;
 	if (r->temb.w) {
 		if (!temb_act) {
 			rc = cdm_fail(err, CDM_EINTERNAL, "resnet: time embedding missing");
 			goto done;
 		}
-		if ((rc = cdm_nn_linear(nn, temb_act, r->temb.w, r->temb.b, &t, err)) < 0 ||
-		    (rc = cdm_blk_replace(nn, &h, cdm_nn_bcast_add(nn, h, t, &n, err), &n)) < 0)
+		if ((rc = cdm_nn_linear(nn, temb_act, r->temb.w, r->temb.b, &t, err)) < 0)
 			goto done;
 	}
-	if ((rc = cdm_blk_replace(nn, &h, cdm_nn_group_norm(nn, h, g, r->eps, r->norm2.w,
-							   r->norm2.b, &n, err), &n)) < 0 ||
-	    (rc = cdm_blk_replace(nn, &h, cdm_nn_act(nn, h, CDM_ACT_SILU, &n, err), &n)) < 0 ||
+	if (t && s->scale_shift) {
+		if ((rc = scale_shift(nn, r, &h, t, err)) < 0)
+			goto done;
+	} else if ((t && (rc = cdm_blk_replace(nn, &h, cdm_nn_bcast_add(nn, h, t, &n, err),
+					       &n)) < 0) ||
+		   (rc = cdm_blk_replace(nn, &h, cdm_nn_group_norm(nn, h, g, s->eps, r->norm2.w,
+								   r->norm2.b, &n, err), &n)) < 0) {
+		goto done;
+	}
+	if ((rc = cdm_blk_replace(nn, &h, cdm_nn_act(nn, h, s->act, &n, err), &n)) < 0 ||
 	    (rc = cdm_blk_replace(nn, &h, cdm_blk_conv(nn, h, &r->conv2, 1, 1, 1, &n, err), &n)) < 0)
 		goto done;
-	if (r->shortcut.w && (rc = cdm_blk_conv(nn, x, &r->shortcut, 1, 0, 0, &sc, err)) < 0)
+	const cdm_tensor *in = xs ? xs : x;
+	if (r->shortcut.w && (rc = cdm_blk_conv(nn, in, &r->shortcut, 1, 0, 0, &sc, err)) < 0)
 		goto done;
-	rc = cdm_nn_axpby(nn, 1.0 / r->osf, sc ? sc : x, 1.0 / r->osf, h, out, err);
+	rc = cdm_nn_axpby(nn, 1.0 / s->osf, sc ? sc : in, 1.0 / s->osf, h, out, err);
 done:
 	cdm_nn_free(nn, h);
 	cdm_nn_free(nn, n);
 	cdm_nn_free(nn, t);
+	cdm_nn_free(nn, xs);
 	cdm_nn_free(nn, sc);
 	return rc;
 }

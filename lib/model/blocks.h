@@ -49,18 +49,28 @@ int cdm_blk_check_groups(int64_t groups, int64_t c, const char *prefix, const ch
 			 struct cdm_err *err);
 void cdm_blk_free_wb(cdm_nn *nn, struct cdm_wb *wb);
 
-/* ResnetBlock2D: SiLU, "default" time embedding (or none), conv shortcut
- * when cin != cout, out = (shortcut + h) / osf. */
+/* ResnetBlock2D (reference/diffusers.md §2.4): norm1, act, optional 2x
+ * resampling of both paths, conv1, time embedding ("default": added before
+ * norm2; "scale_shift": norm2 * (1 + scale) + shift), act, conv2, 1x1 conv
+ * shortcut when cin != cout, out = (shortcut + h) / osf. */
+enum cdm_blk_resample { CDM_BLK_SAME, CDM_BLK_UP, CDM_BLK_DOWN };
+struct cdm_blk_resnet_spec {
+	int64_t temb_dim;     /* 0: no time_emb_proj (VAE) */
+	int64_t groups;       /* of norm1 and norm2 */
+	double eps, osf;      /* GroupNorm eps, output_scale_factor */
+	enum cdm_act act;     /* both activations (act_fn) */
+	int scale_shift;      /* resnet_time_scale_shift "scale_shift" */
+	enum cdm_blk_resample resample; /* nearest 2x up / 2x2 average pool down */
+};
 struct cdm_blk_resnet {
-	int64_t cin, cout, groups;
-	double eps, osf;
+	int64_t cin, cout;
+	struct cdm_blk_resnet_spec s;
 	struct cdm_wb norm1, conv1, temb, norm2, conv2, shortcut; /* temb.w, shortcut.w may be NULL */
 };
-/* temb_dim 0: no time_emb_proj (VAE). */
 int cdm_blk_resnet_bind(struct cdm_blk *b, struct cdm_blk_resnet *r, const char *prefix,
-			int64_t cin, int64_t cout, int64_t temb_dim, int64_t groups, double eps,
-			double osf, struct cdm_err *err);
-/* x [B,cin,H,W], temb_act [B,temb] = SiLU(temb) or NULL -> *out [B,cout,H,W]. */
+			int64_t cin, int64_t cout, const struct cdm_blk_resnet_spec *spec,
+			struct cdm_err *err);
+/* x [B,cin,H,W], temb_act [B,temb] = act(temb) or NULL -> *out [B,cout,H',W']. */
 int cdm_blk_resnet_fwd(cdm_nn *nn, const struct cdm_blk_resnet *r, const cdm_tensor *x,
 		       const cdm_tensor *temb_act, cdm_tensor **out, struct cdm_err *err);
 void cdm_blk_resnet_free(cdm_nn *nn, struct cdm_blk_resnet *r);

@@ -13,13 +13,6 @@
 
 #include "blocks.h"
 
-struct resnet {
-	int64_t cin, cout;
-	int up, down;      /* resample after the first activation (resnet up/down samplers) */
-	double osf;        /* output_scale_factor */
-	struct cdm_wb norm1, conv1, temb, norm2, conv2, shortcut; /* shortcut.w NULL if cin == cout */
-};
-
 struct attn {
 	int64_t c, heads, dh;
 	int64_t groups; /* 0: no group_norm */
@@ -31,12 +24,12 @@ struct sampler {     /* down- or upsampler */
 	int present;
 	int is_resnet;
 	struct cdm_wb conv;
-	struct resnet res;
+	struct cdm_blk_resnet res;
 };
 
 struct block {
 	int nres;
-	struct resnet *res; /* [nres] */
+	struct cdm_blk_resnet *res; /* [nres] */
 	struct attn *att;   /* [nres] or NULL */
 	struct sampler samp;
 };
@@ -48,34 +41,27 @@ struct cdm_unet {
 	struct cdm_wb conv_in, lin1, lin2, norm_out, conv_out;
 	cdm_tensor *class_table; /* [K, temb] or NULL */
 	struct block down[CDM_UNET_MAX_BLOCKS], up[CDM_UNET_MAX_BLOCKS];
-	struct resnet mid_res[2];
+	struct cdm_blk_resnet mid_res[2];
 	struct attn mid_attn;
 	int mid_has_attn;
 };
 
 /* ---- binding -------------------------------------------------------------- */
 
-static int bind_resnet(cdm_unet *u, struct resnet *r, const char *prefix, int64_t cin,
-		       int64_t cout, double osf, struct cdm_err *err)
+/* A resnet of this model: spec from the config, osf and resample vary. */
+static int bind_resnet(cdm_unet *u, struct cdm_blk_resnet *r, const char *prefix, int64_t cin,
+		       int64_t cout, double osf, enum cdm_blk_resample resample,
+		       struct cdm_err *err)
 {
 	const struct cdm_unet_config *c = &u->cfg;
-	int64_t g = c->norm_num_groups;
-	r->cin = cin;
-	r->cout = cout;
-	r->osf = osf;
-	CDM_TRY(cdm_blk_check_groups(g, cin, prefix, "norm1", err));
-	CDM_TRY(cdm_blk_check_groups(g, cout, prefix, "norm2", err));
-	CDM_TRY(cdm_blk_bind_wb(&u->b, &r->norm1, prefix, "norm1", cin, 0, 0, 0, 1, err));
-	CDM_TRY(cdm_blk_bind_wb(&u->b, &r->conv1, prefix, "conv1", cout, cin, 3, 3, 1, err));
-	CDM_TRY(cdm_blk_bind_wb(&u->b, &r->temb, prefix, "time_emb_proj",
-				(c->scale_shift ? 2 : 1) * cout,
-			c->temb_dim, 0, 0, 1, err));
-	CDM_TRY(cdm_blk_bind_wb(&u->b, &r->norm2, prefix, "norm2", cout, 0, 0, 0, 1, err));
-	CDM_TRY(cdm_blk_bind_wb(&u->b, &r->conv2, prefix, "conv2", cout, cout, 3, 3, 1, err));
-	if (cin != cout)
-		CDM_TRY(cdm_blk_bind_wb(&u->b, &r->shortcut, prefix, "conv_shortcut", cout, cin, 1,
-					1, 1, err));
-	return 0;
+	const struct cdm_blk_resnet_spec spec = {.temb_dim = c->temb_dim,
+						 .groups = c->norm_num_groups,
+						 .eps = c->norm_eps,
+						 .osf = osf,
+						 .act = c->act,
+						 .scale_shift = c->scale_shift,
+						 .resample = resample};
+	return cdm_blk_resnet_bind(&u->b, r, prefix, cin, cout, &spec, err);
 }
 
 static int bind_attn(cdm_unet *u, struct attn *a, const char *prefix, int64_t ch,
@@ -121,7 +107,7 @@ static int bind_down(cdm_unet *u, int i, struct cdm_err *err)
 	CDM_TRY(block_alloc(b, (int)c->layers_per_block, c->down_attn[i], err));
 	for (int j = 0; j < b->nres; j++) {
 		snprintf(p, sizeof p, "down_blocks.%d.resnets.%d", i, j);
-		CDM_TRY(bind_resnet(u, &b->res[j], p, j ? cout : cin, cout, 1.0, err));
+		CDM_TRY(bind_resnet(u, &b->res[j], p, j ? cout : cin, cout, 1.0, CDM_BLK_SAME, err));
 		if (b->att) {
 			snprintf(p, sizeof p, "down_blocks.%d.attentions.%d", i, j);
 			CDM_TRY(bind_attn(u, &b->att[j], p, cout, c->attention_head_dim,
@@ -135,8 +121,7 @@ static int bind_down(cdm_unet *u, int i, struct cdm_err *err)
 	b->samp.is_resnet = c->down_attn[i] && c->downsample_resnet;
 	snprintf(p, sizeof p, "down_blocks.%d.downsamplers.0", i);
 	if (b->samp.is_resnet) {
-		b->samp.res.down = 1;
-		return bind_resnet(u, &b->samp.res, p, cout, cout, 1.0, err);
+		return bind_resnet(u, &b->samp.res, p, cout, cout, 1.0, CDM_BLK_DOWN, err);
 	}
 	return cdm_blk_bind_wb(&u->b, &b->samp.conv, p, "conv", cout, cout, 3, 3, 1, err);
 }
@@ -155,7 +140,7 @@ static int bind_up(cdm_unet *u, int i, struct cdm_err *err)
 	for (int j = 0; j <= L; j++) {
 		int64_t skip = j == L ? in : out, rin = j ? out : prev;
 		snprintf(p, sizeof p, "up_blocks.%d.resnets.%d", i, j);
-		CDM_TRY(bind_resnet(u, &b->res[j], p, rin + skip, out, 1.0, err));
+		CDM_TRY(bind_resnet(u, &b->res[j], p, rin + skip, out, 1.0, CDM_BLK_SAME, err));
 		if (b->att) {
 			snprintf(p, sizeof p, "up_blocks.%d.attentions.%d", i, j);
 			CDM_TRY(bind_attn(u, &b->att[j], p, out, c->attention_head_dim,
@@ -168,8 +153,7 @@ static int bind_up(cdm_unet *u, int i, struct cdm_err *err)
 	b->samp.is_resnet = c->up_attn[i] && c->upsample_resnet;
 	snprintf(p, sizeof p, "up_blocks.%d.upsamplers.0", i);
 	if (b->samp.is_resnet) {
-		b->samp.res.up = 1;
-		return bind_resnet(u, &b->samp.res, p, out, out, 1.0, err);
+		return bind_resnet(u, &b->samp.res, p, out, out, 1.0, CDM_BLK_UP, err);
 	}
 	return cdm_blk_bind_wb(&u->b, &b->samp.conv, p, "conv", out, out, 3, 3, 1, err);
 }
@@ -190,13 +174,15 @@ static int bind_all(cdm_unet *u, struct cdm_err *err)
 	if (c->has_mid) {
 		int64_t cm = c->boc[c->n_blocks - 1];
 		double osf = c->mid_block_scale_factor;
-		CDM_TRY(bind_resnet(u, &u->mid_res[0], "mid_block.resnets.0", cm, cm, osf, err));
+		CDM_TRY(bind_resnet(u, &u->mid_res[0], "mid_block.resnets.0", cm, cm, osf,
+				    CDM_BLK_SAME, err));
 		if (c->add_attention) {
 			u->mid_has_attn = 1;
 			CDM_TRY(bind_attn(u, &u->mid_attn, "mid_block.attentions.0", cm,
 					  c->attention_head_dim, c->mid_attn_groups, osf, err));
 		}
-		CDM_TRY(bind_resnet(u, &u->mid_res[1], "mid_block.resnets.1", cm, cm, osf, err));
+		CDM_TRY(bind_resnet(u, &u->mid_res[1], "mid_block.resnets.1", cm, cm, osf,
+				    CDM_BLK_SAME, err));
 	}
 	for (int i = 0; i < c->n_blocks; i++)
 		CDM_TRY(bind_up(u, i, err));
@@ -238,16 +224,6 @@ int cdm_unet_load(cdm_unet **out, cdm_nn *nn, const char *model_dir,
 	return cdm_unet_new(out, nn, &cfg, err);
 }
 
-static void free_resnet(cdm_nn *nn, struct resnet *r)
-{
-	cdm_blk_free_wb(nn, &r->norm1);
-	cdm_blk_free_wb(nn, &r->conv1);
-	cdm_blk_free_wb(nn, &r->temb);
-	cdm_blk_free_wb(nn, &r->norm2);
-	cdm_blk_free_wb(nn, &r->conv2);
-	cdm_blk_free_wb(nn, &r->shortcut);
-}
-
 static void free_attn(cdm_nn *nn, struct attn *a)
 {
 	cdm_blk_free_wb(nn, &a->norm);
@@ -260,12 +236,12 @@ static void free_attn(cdm_nn *nn, struct attn *a)
 static void free_block(cdm_nn *nn, struct block *b)
 {
 	for (int j = 0; b->res && j < b->nres; j++) {
-		free_resnet(nn, &b->res[j]);
+		cdm_blk_resnet_free(nn, &b->res[j]);
 		if (b->att)
 			free_attn(nn, &b->att[j]);
 	}
 	cdm_blk_free_wb(nn, &b->samp.conv);
-	free_resnet(nn, &b->samp.res);
+	cdm_blk_resnet_free(nn, &b->samp.res);
 	cdm_free(b->res);
 	cdm_free(b->att);
 }
@@ -285,8 +261,8 @@ void cdm_unet_free(cdm_unet *u)
 		free_block(nn, &u->down[i]);
 		free_block(nn, &u->up[i]);
 	}
-	free_resnet(nn, &u->mid_res[0]);
-	free_resnet(nn, &u->mid_res[1]);
+	cdm_blk_resnet_free(nn, &u->mid_res[0]);
+	cdm_blk_resnet_free(nn, &u->mid_res[1]);
 	free_attn(nn, &u->mid_attn);
 	cdm_free(u);
 }
@@ -302,81 +278,6 @@ int64_t cdm_unet_params(const cdm_unet *u)
 }
 
 /* ---- forward -------------------------------------------------------------- */
-
-static int resnet_fwd(cdm_unet *u, const struct resnet *r, const cdm_tensor *x,
-		      const cdm_tensor *temb_act, cdm_tensor **out, struct cdm_err *err)
-{
-	cdm_nn *nn = u->nn;
-	const struct cdm_unet_config *c = &u->cfg;
-	cdm_tensor *h = NULL, *t = NULL, *xs = NULL, *a = NULL, *b = NULL, *s = NULL;
-	int rc;
-	int64_t g = c->norm_num_groups;
-	if ((rc = cdm_nn_group_norm(nn, x, (int)g, c->norm_eps, r->norm1.w, r->norm1.b, &a, err)) < 0)
-		goto done;
-	if ((rc = cdm_nn_act(nn, a, c->act, &h, err)) < 0)
-		goto done;
-	cdm_nn_free(nn, a), a = NULL;
-	if (r->up || r->down) {
-		/* resample both the shortcut input and the hidden state */
-		if ((rc = (r->up ? cdm_nn_upsample2x : cdm_nn_avgpool2x)(nn, x, &xs, err)) < 0 ||
-		    (rc = (r->up ? cdm_nn_upsample2x : cdm_nn_avgpool2x)(nn, h, &a, err)) < 0)
-			goto done;
-		cdm_nn_free(nn, h), h = a, a = NULL;
-	}
-	if ((rc = cdm_blk_conv(nn, h, &r->conv1, 1, 1, 1, &a, err)) < 0)
-		goto done;
-	cdm_nn_free(nn, h), h = a, a = NULL;
-	if ((rc = cdm_nn_linear(nn, temb_act, r->temb.w, r->temb.b, &t, err)) < 0)
-		goto done;
-	if (!c->scale_shift) {
-		if ((rc = cdm_nn_bcast_add(nn, h, t, &a, err)) < 0)
-			goto done;
-		cdm_nn_free(nn, h), h = a, a = NULL;
-		if ((rc = cdm_nn_group_norm(nn, h, (int)g, c->norm_eps, r->norm2.w, r->norm2.b, &a,
-					    err)) < 0)
-			goto done;
-		cdm_nn_free(nn, h), h = a, a = NULL;
-	} else {
-		/* h = norm2(h) * (1 + scale) + shift, (scale, shift) = chunk(t, 2) */
-		if ((rc = cdm_nn_group_norm(nn, h, (int)g, c->norm_eps, r->norm2.w, r->norm2.b, &a,
-					    err)) < 0)
-			goto done;
-		cdm_nn_free(nn, h), h = a, a = NULL;
-		if ((rc = cdm_nn_slice(nn, t, 0, r->cout, &a, err)) < 0 ||
-		    (rc = cdm_nn_scale(nn, a, 1.0, 1.0, &s, err)) < 0)
-			goto done;
-		cdm_nn_free(nn, a), a = NULL;
-		if ((rc = cdm_nn_bcast_mul(nn, h, s, &a, err)) < 0)
-			goto done;
-		cdm_nn_free(nn, h), h = a, a = NULL;
-		cdm_nn_free(nn, s), s = NULL;
-		if ((rc = cdm_nn_slice(nn, t, r->cout, r->cout, &s, err)) < 0 ||
-		    (rc = cdm_nn_bcast_add(nn, h, s, &a, err)) < 0)
-			goto done;
-		cdm_nn_free(nn, h), h = a, a = NULL;
-	}
-	if ((rc = cdm_nn_act(nn, h, c->act, &a, err)) < 0)
-		goto done;
-	cdm_nn_free(nn, h), h = a, a = NULL;
-	if ((rc = cdm_blk_conv(nn, h, &r->conv2, 1, 1, 1, &a, err)) < 0)
-		goto done;
-	cdm_nn_free(nn, h), h = a, a = NULL;
-	const cdm_tensor *in = xs ? xs : x;
-	if (r->shortcut.w) {
-		if ((rc = cdm_blk_conv(nn, in, &r->shortcut, 1, 0, 0, &b, err)) < 0)
-			goto done;
-		in = b;
-	}
-	rc = cdm_nn_axpby(nn, 1.0 / r->osf, in, 1.0 / r->osf, h, out, err);
-done:
-	cdm_nn_free(nn, h);
-	cdm_nn_free(nn, t);
-	cdm_nn_free(nn, xs);
-	cdm_nn_free(nn, a);
-	cdm_nn_free(nn, b);
-	cdm_nn_free(nn, s);
-	return rc;
-}
 
 static int attn_fwd(cdm_unet *u, const struct attn *at, const cdm_tensor *x,
 		    cdm_tensor **out, struct cdm_err *err)
@@ -419,7 +320,7 @@ static int sampler_fwd(cdm_unet *u, const struct sampler *s, int up, const cdm_t
 {
 	cdm_nn *nn = u->nn;
 	if (s->is_resnet)
-		return resnet_fwd(u, &s->res, x, temb_act, out, err);
+		return cdm_blk_resnet_fwd(nn, &s->res, x, temb_act, out, err);
 	if (up) {
 		cdm_tensor *n = NULL;
 		CDM_TRY(cdm_nn_upsample2x(nn, x, &n, err));
@@ -544,7 +445,7 @@ int cdm_unet_forward(cdm_unet *u, const cdm_tensor *x, const double *t,
 	for (int i = 0; i < c->n_blocks; i++) {
 		struct block *b = &u->down[i];
 		for (int j = 0; j < b->nres; j++) {
-			NEXT(resnet_fwd(u, &b->res[j], h, temb, &n, err));
+			NEXT(cdm_blk_resnet_fwd(nn, &b->res[j], h, temb, &n, err));
 			if (b->att)
 				NEXT(attn_fwd(u, &b->att[j], h, &n, err));
 			PUSH();
@@ -555,10 +456,10 @@ int cdm_unet_forward(cdm_unet *u, const cdm_tensor *x, const double *t,
 		}
 	}
 	if (c->has_mid) {
-		NEXT(resnet_fwd(u, &u->mid_res[0], h, temb, &n, err));
+		NEXT(cdm_blk_resnet_fwd(nn, &u->mid_res[0], h, temb, &n, err));
 		if (u->mid_has_attn)
 			NEXT(attn_fwd(u, &u->mid_attn, h, &n, err));
-		NEXT(resnet_fwd(u, &u->mid_res[1], h, temb, &n, err));
+		NEXT(cdm_blk_resnet_fwd(nn, &u->mid_res[1], h, temb, &n, err));
 	}
 	for (int i = 0; i < c->n_blocks; i++) {
 		struct block *b = &u->up[i];
@@ -569,7 +470,7 @@ int cdm_unet_forward(cdm_unet *u, const cdm_tensor *x, const double *t,
 			/* NEXT freed the old h unless it was this skip: free the skip once */
 			cdm_nn_free(nn, skip);
 			skips[--ns] = NULL;
-			NEXT(resnet_fwd(u, &b->res[j], h, temb, &n, err));
+			NEXT(cdm_blk_resnet_fwd(nn, &b->res[j], h, temb, &n, err));
 			if (b->att)
 				NEXT(attn_fwd(u, &b->att[j], h, &n, err));
 		}

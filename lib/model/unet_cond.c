@@ -40,6 +40,7 @@ struct cdm_unet_cond {
 	cdm_nn *nn;
 	struct cdm_unet_cond_config cfg;
 	struct cdm_blk b;
+	struct cdm_blk_resnet_spec rspec; /* of every resnet outside the mid block */
 	int64_t ctx_dim; /* 0 when there is no cross-attention */
 	struct cdm_wb conv_in, lin1, lin2, norm_out, conv_out;
 	struct cblock down[CDM_UNET_MAX_BLOCKS], up[CDM_UNET_MAX_BLOCKS];
@@ -122,8 +123,8 @@ static int bind_down(cdm_unet_cond *u, int i, struct cdm_err *err)
 	CDM_TRY(block_alloc(b, (int)c->layers_per_block, c->down_cross[i], err));
 	for (int j = 0; j < b->nres; j++) {
 		snprintf(p, sizeof p, "down_blocks.%d.resnets.%d", i, j);
-		CDM_TRY(cdm_blk_resnet_bind(&u->b, &b->res[j], p, j ? cout : cin, cout, c->temb_dim,
-					    c->norm_num_groups, c->norm_eps, 1.0, err));
+		CDM_TRY(cdm_blk_resnet_bind(&u->b, &b->res[j], p, j ? cout : cin, cout, &u->rspec,
+					    err));
 		if (b->att) {
 			snprintf(p, sizeof p, "down_blocks.%d.attentions.%d", i, j);
 			CDM_TRY(bind_t2d(u, &b->att[j], p, cout, c->heads[i], c->cross_dim[i], err));
@@ -150,8 +151,8 @@ static int bind_up(cdm_unet_cond *u, int i, struct cdm_err *err)
 	for (int j = 0; j <= L; j++) {
 		int64_t skip = j == L ? in : out, rin = j ? out : prev;
 		snprintf(p, sizeof p, "up_blocks.%d.resnets.%d", i, j);
-		CDM_TRY(cdm_blk_resnet_bind(&u->b, &b->res[j], p, rin + skip, out, c->temb_dim,
-					    c->norm_num_groups, c->norm_eps, 1.0, err));
+		CDM_TRY(cdm_blk_resnet_bind(&u->b, &b->res[j], p, rin + skip, out, &u->rspec,
+					    err));
 		if (b->att) {
 			snprintf(p, sizeof p, "up_blocks.%d.attentions.%d", i, j);
 			CDM_TRY(bind_t2d(u, &b->att[j], p, out, c->heads[r], c->cross_dim[r], err));
@@ -176,13 +177,14 @@ static int bind_all(cdm_unet_cond *u, struct cdm_err *err)
 		CDM_TRY(bind_down(u, i, err));
 	if (c->has_mid) {
 		int64_t cm = c->boc[n - 1];
-		double osf = c->mid_block_scale_factor;
-		CDM_TRY(cdm_blk_resnet_bind(b, &u->mid_res[0], "mid_block.resnets.0", cm, cm, td,
-					    c->norm_num_groups, c->norm_eps, osf, err));
+		struct cdm_blk_resnet_spec mid = u->rspec;
+		mid.osf = c->mid_block_scale_factor;
+		CDM_TRY(cdm_blk_resnet_bind(b, &u->mid_res[0], "mid_block.resnets.0", cm, cm, &mid,
+					    err));
 		CDM_TRY(bind_t2d(u, &u->mid_att, "mid_block.attentions.0", cm, c->heads[n - 1],
 				 c->cross_dim[n - 1], err));
-		CDM_TRY(cdm_blk_resnet_bind(b, &u->mid_res[1], "mid_block.resnets.1", cm, cm, td,
-					    c->norm_num_groups, c->norm_eps, osf, err));
+		CDM_TRY(cdm_blk_resnet_bind(b, &u->mid_res[1], "mid_block.resnets.1", cm, cm, &mid,
+					    err));
 	}
 	for (int i = 0; i < n; i++)
 		CDM_TRY(bind_up(u, i, err));
@@ -201,6 +203,11 @@ int cdm_unet_cond_new(cdm_unet_cond **out, cdm_nn *nn, const struct cdm_unet_con
 	u->nn = nn;
 	u->b.nn = nn;
 	u->cfg = *cfg;
+	u->rspec = (struct cdm_blk_resnet_spec){.temb_dim = cfg->temb_dim,
+						.groups = cfg->norm_num_groups,
+						.eps = cfg->norm_eps,
+						.osf = 1.0,
+						.act = CDM_ACT_SILU};
 	int rc = bind_all(u, err);
 	if (rc < 0) {
 		cdm_unet_cond_free(u);

@@ -32,17 +32,20 @@ static int bind_all(cdm_vae *v, struct cdm_err *err)
 	struct cdm_blk *b = &v->b;
 	int n = c->n_blocks;
 	int64_t g = c->norm_num_groups, lat = c->latent_channels, top = c->boc[n - 1];
+	/* no time embedding in the decoder */
+	const struct cdm_blk_resnet_spec rs = {.groups = g, .eps = VAE_EPS, .osf = 1.0,
+					       .act = CDM_ACT_SILU};
 	char p[256];
 	if (c->use_post_quant_conv)
 		CDM_TRY(cdm_blk_bind_wb(b, &v->pqc, "post_quant_conv", "", lat, lat, 1, 1, 1, err));
 	CDM_TRY(cdm_blk_bind_wb(b, &v->conv_in, "decoder.conv_in", "", top, lat, 3, 3, 1, err));
-	CDM_TRY(cdm_blk_resnet_bind(b, &v->mid_res[0], "decoder.mid_block.resnets.0", top, top, 0,
-				    g, VAE_EPS, 1.0, err));
+	CDM_TRY(cdm_blk_resnet_bind(b, &v->mid_res[0], "decoder.mid_block.resnets.0", top, top, &rs,
+				    err));
 	if (c->mid_attention)
 		CDM_TRY(cdm_blk_sattn_bind(b, &v->mid_attn, "decoder.mid_block.attentions.0", top, 1,
 					   g, VAE_EPS, err));
-	CDM_TRY(cdm_blk_resnet_bind(b, &v->mid_res[1], "decoder.mid_block.resnets.1", top, top, 0,
-				    g, VAE_EPS, 1.0, err));
+	CDM_TRY(cdm_blk_resnet_bind(b, &v->mid_res[1], "decoder.mid_block.resnets.1", top, top, &rs,
+				    err));
 	int64_t cout = top;
 	for (int i = 0; i < n; i++) {
 		struct upblock *u = &v->up[i];
@@ -53,8 +56,8 @@ static int bind_all(cdm_vae *v, struct cdm_err *err)
 			return CDM_ENOMEM;
 		for (int j = 0; j < u->nres; j++) {
 			snprintf(p, sizeof p, "decoder.up_blocks.%d.resnets.%d", i, j);
-			CDM_TRY(cdm_blk_resnet_bind(b, &u->res[j], p, j ? cout : cin, cout, 0, g,
-						    VAE_EPS, 1.0, err));
+			CDM_TRY(cdm_blk_resnet_bind(b, &u->res[j], p, j ? cout : cin, cout, &rs,
+						    err));
 		}
 		if (i < n - 1) {
 			snprintf(p, sizeof p, "decoder.up_blocks.%d.upsamplers.0", i);
