@@ -188,25 +188,33 @@ done:
 
 /* ---- spatial self-attention ------------------------------------------------- */
 
-int cdm_blk_sattn_bind(struct cdm_blk *b, struct cdm_blk_sattn *a, const char *prefix,
-		       int64_t c, int64_t heads, int64_t groups, double eps, struct cdm_err *err)
+int cdm_blk_attn_bind(struct cdm_blk *b, struct cdm_blk_attn *a, const char *prefix, int64_t c,
+		      int64_t head_dim, int64_t groups, double eps, double rescale,
+		      struct cdm_err *err)
 {
 	a->c = c;
-	a->heads = heads;
+	a->dh = head_dim ? head_dim : c;
+	a->heads = c / a->dh;
+	if (a->heads < 1)
+		return cdm_fail(err, CDM_EINPUT,
+				"config: attention_head_dim %lld exceeds the %lld channels of %s",
+				(long long)a->dh, (long long)c, prefix);
 	a->groups = groups;
 	a->eps = eps;
-	if (heads < 1 || c % heads)
-		return cdm_fail(err, CDM_EINPUT, "config: %lld heads do not divide the %lld channels "
-				"of %s", (long long)heads, (long long)c, prefix);
-	CDM_TRY(cdm_blk_check_groups(groups, c, prefix, "group_norm", err));
-	CDM_TRY(cdm_blk_bind_wb(b, &a->norm, prefix, "group_norm", c, 0, 0, 0, 1, err));
-	CDM_TRY(cdm_blk_bind_proj(b, &a->q, prefix, "to_q", "query", c, c, 1, err));
-	CDM_TRY(cdm_blk_bind_proj(b, &a->k, prefix, "to_k", "key", c, c, 1, err));
-	CDM_TRY(cdm_blk_bind_proj(b, &a->v, prefix, "to_v", "value", c, c, 1, err));
-	return cdm_blk_bind_proj(b, &a->o, prefix, "to_out.0", "proj_attn", c, c, 1, err);
+	a->rescale = rescale;
+	/* diffusers' inner_dim = heads * dim_head, which may be below c */
+	int64_t inner = a->heads * a->dh;
+	if (groups) {
+		CDM_TRY(cdm_blk_check_groups(groups, c, prefix, "group_norm", err));
+		CDM_TRY(cdm_blk_bind_wb(b, &a->norm, prefix, "group_norm", c, 0, 0, 0, 1, err));
+	}
+	CDM_TRY(cdm_blk_bind_proj(b, &a->q, prefix, "to_q", "query", inner, c, 1, err));
+	CDM_TRY(cdm_blk_bind_proj(b, &a->k, prefix, "to_k", "key", inner, c, 1, err));
+	CDM_TRY(cdm_blk_bind_proj(b, &a->v, prefix, "to_v", "value", inner, c, 1, err));
+	return cdm_blk_bind_proj(b, &a->o, prefix, "to_out.0", "proj_attn", c, inner, 1, err);
 }
 
-void cdm_blk_sattn_free(cdm_nn *nn, struct cdm_blk_sattn *a)
+void cdm_blk_attn_free(cdm_nn *nn, struct cdm_blk_attn *a)
 {
 	cdm_blk_free_wb(nn, &a->norm);
 	cdm_blk_free_wb(nn, &a->q);
@@ -215,24 +223,25 @@ void cdm_blk_sattn_free(cdm_nn *nn, struct cdm_blk_sattn *a)
 	cdm_blk_free_wb(nn, &a->o);
 }
 
-int cdm_blk_sattn_fwd(cdm_nn *nn, const struct cdm_blk_sattn *a, const cdm_tensor *x,
-		      cdm_tensor **out, struct cdm_err *err)
+int cdm_blk_attn_fwd(cdm_nn *nn, const struct cdm_blk_attn *a, const cdm_tensor *x,
+		     cdm_tensor **out, struct cdm_err *err)
 {
 	cdm_tensor *hn = NULL, *tok = NULL, *q = NULL, *k = NULL, *v = NULL, *o = NULL, *p = NULL,
 		   *img = NULL;
 	int rc;
-	double scale = 1.0 / sqrt((double)(a->c / a->heads));
-	if ((rc = cdm_nn_group_norm(nn, x, (int)a->groups, a->eps, a->norm.w, a->norm.b, &hn,
-				    err)) < 0 ||
-	    (rc = cdm_nn_to_tokens(nn, hn, &tok, err)) < 0 ||
+	if (a->groups && (rc = cdm_nn_group_norm(nn, x, (int)a->groups, a->eps, a->norm.w,
+						 a->norm.b, &hn, err)) < 0)
+		goto done;
+	if ((rc = cdm_nn_to_tokens(nn, hn ? hn : x, &tok, err)) < 0 ||
 	    (rc = cdm_nn_linear(nn, tok, a->q.w, a->q.b, &q, err)) < 0 ||
 	    (rc = cdm_nn_linear(nn, tok, a->k.w, a->k.b, &k, err)) < 0 ||
 	    (rc = cdm_nn_linear(nn, tok, a->v.w, a->v.b, &v, err)) < 0 ||
-	    (rc = cdm_nn_attention(nn, q, k, v, (int)a->heads, scale, &o, err)) < 0 ||
-	    (rc = cdm_blk_replace(nn, &o, cdm_nn_linear(nn, o, a->o.w, a->o.b, &p, err), &p)) < 0 ||
-	    (rc = cdm_nn_from_tokens(nn, o, x->dim[2], x->dim[3], &img, err)) < 0)
+	    (rc = cdm_nn_attention(nn, q, k, v, (int)a->heads, 1.0 / sqrt((double)a->dh), &o,
+				   err)) < 0 ||
+	    (rc = cdm_nn_linear(nn, o, a->o.w, a->o.b, &p, err)) < 0 ||
+	    (rc = cdm_nn_from_tokens(nn, p, x->dim[2], x->dim[3], &img, err)) < 0)
 		goto done;
-	rc = cdm_nn_add(nn, img, x, out, err);
+	rc = cdm_nn_axpby(nn, 1.0 / a->rescale, img, 1.0 / a->rescale, x, out, err);
 done:
 	cdm_nn_free(nn, hn);
 	cdm_nn_free(nn, tok);

@@ -75,18 +75,24 @@ int cdm_blk_resnet_fwd(cdm_nn *nn, const struct cdm_blk_resnet *r, const cdm_ten
 		       const cdm_tensor *temb_act, cdm_tensor **out, struct cdm_err *err);
 void cdm_blk_resnet_free(cdm_nn *nn, struct cdm_blk_resnet *r);
 
-/* Spatial self-attention with group_norm, biased projections and the
- * residual (VAE mid block: one head of dim C). */
-struct cdm_blk_sattn {
-	int64_t c, heads, groups;
-	double eps;
+/* Spatial self-attention of UNet2DModel's attention blocks and the VAE mid
+ * block (reference/diffusers.md §2.5): optional group_norm, biased q/k/v/out
+ * projections (current or legacy names), heads = c / head_dim, out =
+ * (attn + x) / rescale_output_factor. */
+struct cdm_blk_attn {
+	int64_t c, heads, dh;
+	int64_t groups; /* 0: no group_norm */
+	double eps;     /* of the group_norm */
+	double rescale; /* rescale_output_factor */
 	struct cdm_wb norm, q, k, v, o;
 };
-int cdm_blk_sattn_bind(struct cdm_blk *b, struct cdm_blk_sattn *a, const char *prefix,
-		       int64_t c, int64_t heads, int64_t groups, double eps, struct cdm_err *err);
-int cdm_blk_sattn_fwd(cdm_nn *nn, const struct cdm_blk_sattn *a, const cdm_tensor *x,
-		      cdm_tensor **out, struct cdm_err *err);
-void cdm_blk_sattn_free(cdm_nn *nn, struct cdm_blk_sattn *a);
+/* head_dim 0: one head of dim c. */
+int cdm_blk_attn_bind(struct cdm_blk *b, struct cdm_blk_attn *a, const char *prefix, int64_t c,
+		      int64_t head_dim, int64_t groups, double eps, double rescale,
+		      struct cdm_err *err);
+int cdm_blk_attn_fwd(cdm_nn *nn, const struct cdm_blk_attn *a, const cdm_tensor *x,
+		     cdm_tensor **out, struct cdm_err *err);
+void cdm_blk_attn_free(cdm_nn *nn, struct cdm_blk_attn *a);
 
 /* 3x3 conv, stride s, padding {p0 top/left, p1 bottom/right}. */
 int cdm_blk_conv(cdm_nn *nn, const cdm_tensor *x, const struct cdm_wb *wb, int stride, int p0,

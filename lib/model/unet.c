@@ -13,13 +13,6 @@
 
 #include "blocks.h"
 
-struct attn {
-	int64_t c, heads, dh;
-	int64_t groups; /* 0: no group_norm */
-	double rescale; /* rescale_output_factor */
-	struct cdm_wb norm, q, k, v, o;
-};
-
 struct sampler {     /* down- or upsampler */
 	int present;
 	int is_resnet;
@@ -30,7 +23,7 @@ struct sampler {     /* down- or upsampler */
 struct block {
 	int nres;
 	struct cdm_blk_resnet *res; /* [nres] */
-	struct attn *att;   /* [nres] or NULL */
+	struct cdm_blk_attn *att; /* [nres] or NULL */
 	struct sampler samp;
 };
 
@@ -42,7 +35,7 @@ struct cdm_unet {
 	cdm_tensor *class_table; /* [K, temb] or NULL */
 	struct block down[CDM_UNET_MAX_BLOCKS], up[CDM_UNET_MAX_BLOCKS];
 	struct cdm_blk_resnet mid_res[2];
-	struct attn mid_attn;
+	struct cdm_blk_attn mid_attn;
 	int mid_has_attn;
 };
 
@@ -62,29 +55,6 @@ static int bind_resnet(cdm_unet *u, struct cdm_blk_resnet *r, const char *prefix
 						 .scale_shift = c->scale_shift,
 						 .resample = resample};
 	return cdm_blk_resnet_bind(&u->b, r, prefix, cin, cout, &spec, err);
-}
-
-static int bind_attn(cdm_unet *u, struct attn *a, const char *prefix, int64_t ch,
-		     int64_t head_dim, int64_t groups, double rescale, struct cdm_err *err)
-{
-	a->c = ch;
-	a->dh = head_dim ? head_dim : ch; /* null: one head of dim C */
-	a->heads = ch / a->dh;
-	if (a->heads < 1)
-		return cdm_fail(err, CDM_EINPUT,
-				"config: attention_head_dim %lld exceeds the %lld channels of %s",
-				(long long)a->dh, (long long)ch, prefix);
-	a->groups = groups;
-	a->rescale = rescale;
-	int64_t inner = a->heads * a->dh;
-	if (groups) {
-		CDM_TRY(cdm_blk_check_groups(groups, ch, prefix, "group_norm", err));
-		CDM_TRY(cdm_blk_bind_wb(&u->b, &a->norm, prefix, "group_norm", ch, 0, 0, 0, 1, err));
-	}
-	CDM_TRY(cdm_blk_bind_proj(&u->b, &a->q, prefix, "to_q", "query", inner, ch, 1, err));
-	CDM_TRY(cdm_blk_bind_proj(&u->b, &a->k, prefix, "to_k", "key", inner, ch, 1, err));
-	CDM_TRY(cdm_blk_bind_proj(&u->b, &a->v, prefix, "to_v", "value", inner, ch, 1, err));
-	return cdm_blk_bind_proj(&u->b, &a->o, prefix, "to_out.0", "proj_attn", ch, inner, 1, err);
 }
 
 static int block_alloc(struct block *b, int nres, int attn, struct cdm_err *err)
@@ -110,8 +80,8 @@ static int bind_down(cdm_unet *u, int i, struct cdm_err *err)
 		CDM_TRY(bind_resnet(u, &b->res[j], p, j ? cout : cin, cout, 1.0, CDM_BLK_SAME, err));
 		if (b->att) {
 			snprintf(p, sizeof p, "down_blocks.%d.attentions.%d", i, j);
-			CDM_TRY(bind_attn(u, &b->att[j], p, cout, c->attention_head_dim,
-					  c->norm_num_groups, 1.0, err));
+			CDM_TRY(cdm_blk_attn_bind(&u->b, &b->att[j], p, cout, c->attention_head_dim,
+						  c->norm_num_groups, c->norm_eps, 1.0, err));
 		}
 	}
 	if (i == c->n_blocks - 1)
@@ -143,8 +113,8 @@ static int bind_up(cdm_unet *u, int i, struct cdm_err *err)
 		CDM_TRY(bind_resnet(u, &b->res[j], p, rin + skip, out, 1.0, CDM_BLK_SAME, err));
 		if (b->att) {
 			snprintf(p, sizeof p, "up_blocks.%d.attentions.%d", i, j);
-			CDM_TRY(bind_attn(u, &b->att[j], p, out, c->attention_head_dim,
-					  c->norm_num_groups, 1.0, err));
+			CDM_TRY(cdm_blk_attn_bind(&u->b, &b->att[j], p, out, c->attention_head_dim,
+						  c->norm_num_groups, c->norm_eps, 1.0, err));
 		}
 	}
 	if (i == n - 1)
@@ -178,8 +148,9 @@ static int bind_all(cdm_unet *u, struct cdm_err *err)
 				    CDM_BLK_SAME, err));
 		if (c->add_attention) {
 			u->mid_has_attn = 1;
-			CDM_TRY(bind_attn(u, &u->mid_attn, "mid_block.attentions.0", cm,
-					  c->attention_head_dim, c->mid_attn_groups, osf, err));
+			CDM_TRY(cdm_blk_attn_bind(&u->b, &u->mid_attn, "mid_block.attentions.0", cm,
+						  c->attention_head_dim, c->mid_attn_groups,
+						  c->norm_eps, osf, err));
 		}
 		CDM_TRY(bind_resnet(u, &u->mid_res[1], "mid_block.resnets.1", cm, cm, osf,
 				    CDM_BLK_SAME, err));
@@ -224,21 +195,12 @@ int cdm_unet_load(cdm_unet **out, cdm_nn *nn, const char *model_dir,
 	return cdm_unet_new(out, nn, &cfg, err);
 }
 
-static void free_attn(cdm_nn *nn, struct attn *a)
-{
-	cdm_blk_free_wb(nn, &a->norm);
-	cdm_blk_free_wb(nn, &a->q);
-	cdm_blk_free_wb(nn, &a->k);
-	cdm_blk_free_wb(nn, &a->v);
-	cdm_blk_free_wb(nn, &a->o);
-}
-
 static void free_block(cdm_nn *nn, struct block *b)
 {
 	for (int j = 0; b->res && j < b->nres; j++) {
 		cdm_blk_resnet_free(nn, &b->res[j]);
 		if (b->att)
-			free_attn(nn, &b->att[j]);
+			cdm_blk_attn_free(nn, &b->att[j]);
 	}
 	cdm_blk_free_wb(nn, &b->samp.conv);
 	cdm_blk_resnet_free(nn, &b->samp.res);
@@ -263,7 +225,7 @@ void cdm_unet_free(cdm_unet *u)
 	}
 	cdm_blk_resnet_free(nn, &u->mid_res[0]);
 	cdm_blk_resnet_free(nn, &u->mid_res[1]);
-	free_attn(nn, &u->mid_attn);
+	cdm_blk_attn_free(nn, &u->mid_attn);
 	cdm_free(u);
 }
 
@@ -278,42 +240,6 @@ int64_t cdm_unet_params(const cdm_unet *u)
 }
 
 /* ---- forward -------------------------------------------------------------- */
-
-static int attn_fwd(cdm_unet *u, const struct attn *at, const cdm_tensor *x,
-		    cdm_tensor **out, struct cdm_err *err)
-{
-	cdm_nn *nn = u->nn;
-	cdm_tensor *hn = NULL, *tok = NULL, *q = NULL, *k = NULL, *v = NULL, *o = NULL,
-		   *p = NULL, *img = NULL;
-	int rc;
-	const cdm_tensor *src = x;
-	if (at->groups) {
-		if ((rc = cdm_nn_group_norm(nn, x, (int)at->groups, u->cfg.norm_eps, at->norm.w,
-					    at->norm.b, &hn, err)) < 0)
-			goto done;
-		src = hn;
-	}
-	if ((rc = cdm_nn_to_tokens(nn, src, &tok, err)) < 0 ||
-	    (rc = cdm_nn_linear(nn, tok, at->q.w, at->q.b, &q, err)) < 0 ||
-	    (rc = cdm_nn_linear(nn, tok, at->k.w, at->k.b, &k, err)) < 0 ||
-	    (rc = cdm_nn_linear(nn, tok, at->v.w, at->v.b, &v, err)) < 0 ||
-	    (rc = cdm_nn_attention(nn, q, k, v, (int)at->heads, 1.0 / sqrt((double)at->dh), &o,
-				   err)) < 0 ||
-	    (rc = cdm_nn_linear(nn, o, at->o.w, at->o.b, &p, err)) < 0 ||
-	    (rc = cdm_nn_from_tokens(nn, p, x->dim[2], x->dim[3], &img, err)) < 0)
-		goto done;
-	rc = cdm_nn_axpby(nn, 1.0 / at->rescale, img, 1.0 / at->rescale, x, out, err);
-done:
-	cdm_nn_free(nn, hn);
-	cdm_nn_free(nn, tok);
-	cdm_nn_free(nn, q);
-	cdm_nn_free(nn, k);
-	cdm_nn_free(nn, v);
-	cdm_nn_free(nn, o);
-	cdm_nn_free(nn, p);
-	cdm_nn_free(nn, img);
-	return rc;
-}
 
 static int sampler_fwd(cdm_unet *u, const struct sampler *s, int up, const cdm_tensor *x,
 		       const cdm_tensor *temb_act, cdm_tensor **out, struct cdm_err *err)
@@ -447,7 +373,7 @@ int cdm_unet_forward(cdm_unet *u, const cdm_tensor *x, const double *t,
 		for (int j = 0; j < b->nres; j++) {
 			NEXT(cdm_blk_resnet_fwd(nn, &b->res[j], h, temb, &n, err));
 			if (b->att)
-				NEXT(attn_fwd(u, &b->att[j], h, &n, err));
+				NEXT(cdm_blk_attn_fwd(nn, &b->att[j], h, &n, err));
 			PUSH();
 		}
 		if (b->samp.present) {
@@ -458,7 +384,7 @@ int cdm_unet_forward(cdm_unet *u, const cdm_tensor *x, const double *t,
 	if (c->has_mid) {
 		NEXT(cdm_blk_resnet_fwd(nn, &u->mid_res[0], h, temb, &n, err));
 		if (u->mid_has_attn)
-			NEXT(attn_fwd(u, &u->mid_attn, h, &n, err));
+			NEXT(cdm_blk_attn_fwd(nn, &u->mid_attn, h, &n, err));
 		NEXT(cdm_blk_resnet_fwd(nn, &u->mid_res[1], h, temb, &n, err));
 	}
 	for (int i = 0; i < c->n_blocks; i++) {
@@ -472,7 +398,7 @@ int cdm_unet_forward(cdm_unet *u, const cdm_tensor *x, const double *t,
 			skips[--ns] = NULL;
 			NEXT(cdm_blk_resnet_fwd(nn, &b->res[j], h, temb, &n, err));
 			if (b->att)
-				NEXT(attn_fwd(u, &b->att[j], h, &n, err));
+				NEXT(cdm_blk_attn_fwd(nn, &b->att[j], h, &n, err));
 		}
 		if (b->samp.present)
 			NEXT(sampler_fwd(u, &b->samp, 1, h, temb, &n, err));

@@ -22,7 +22,7 @@ struct cdm_vae {
 	struct cdm_blk b;
 	struct cdm_wb pqc, conv_in, norm_out, conv_out; /* pqc.w NULL without post_quant_conv */
 	struct cdm_blk_resnet mid_res[2];
-	struct cdm_blk_sattn mid_attn;
+	struct cdm_blk_attn mid_attn;
 	struct upblock up[CDM_UNET_MAX_BLOCKS];
 };
 
@@ -42,8 +42,8 @@ static int bind_all(cdm_vae *v, struct cdm_err *err)
 	CDM_TRY(cdm_blk_resnet_bind(b, &v->mid_res[0], "decoder.mid_block.resnets.0", top, top, &rs,
 				    err));
 	if (c->mid_attention)
-		CDM_TRY(cdm_blk_sattn_bind(b, &v->mid_attn, "decoder.mid_block.attentions.0", top, 1,
-					   g, VAE_EPS, err));
+		CDM_TRY(cdm_blk_attn_bind(b, &v->mid_attn, "decoder.mid_block.attentions.0", top, 0,
+					  g, VAE_EPS, 1.0, err));
 	CDM_TRY(cdm_blk_resnet_bind(b, &v->mid_res[1], "decoder.mid_block.resnets.1", top, top, &rs,
 				    err));
 	int64_t cout = top;
@@ -112,7 +112,7 @@ void cdm_vae_free(cdm_vae *v)
 	cdm_blk_free_wb(nn, &v->conv_out);
 	cdm_blk_resnet_free(nn, &v->mid_res[0]);
 	cdm_blk_resnet_free(nn, &v->mid_res[1]);
-	cdm_blk_sattn_free(nn, &v->mid_attn);
+	cdm_blk_attn_free(nn, &v->mid_attn);
 	for (int i = 0; i < CDM_UNET_MAX_BLOCKS; i++) {
 		for (int j = 0; v->up[i].res && j < v->up[i].nres; j++)
 			cdm_blk_resnet_free(nn, &v->up[i].res[j]);
@@ -164,7 +164,7 @@ int cdm_vae_decode(cdm_vae *v, const cdm_tensor *z, cdm_tensor **x, struct cdm_e
 	}
 	STEP(cdm_blk_resnet_fwd(nn, &v->mid_res[0], h, NULL, &n, err));
 	if (c->mid_attention)
-		STEP(cdm_blk_sattn_fwd(nn, &v->mid_attn, h, &n, err));
+		STEP(cdm_blk_attn_fwd(nn, &v->mid_attn, h, &n, err));
 	STEP(cdm_blk_resnet_fwd(nn, &v->mid_res[1], h, NULL, &n, err));
 	for (int i = 0; i < c->n_blocks; i++) {
 		for (int j = 0; j < v->up[i].nres; j++)
