@@ -244,20 +244,11 @@ int64_t cdm_unet_params(const cdm_unet *u)
 static int sampler_fwd(cdm_unet *u, const struct sampler *s, int up, const cdm_tensor *x,
 		       const cdm_tensor *temb_act, cdm_tensor **out, struct cdm_err *err)
 {
-	cdm_nn *nn = u->nn;
 	if (s->is_resnet)
-		return cdm_blk_resnet_fwd(nn, &s->res, x, temb_act, out, err);
-	if (up) {
-		cdm_tensor *n = NULL;
-		CDM_TRY(cdm_nn_upsample2x(nn, x, &n, err));
-		int rc = cdm_blk_conv(nn, n, &s->conv, 1, 1, 1, out, err);
-		cdm_nn_free(nn, n);
-		return rc;
-	}
-	int64_t p = u->cfg.downsample_padding;
-	/* padding 0: pad right and bottom by one, then an unpadded conv */
-	int pad[4] = {(int)p, (int)p, p ? (int)p : 1, p ? (int)p : 1};
-	return cdm_nn_conv2d(nn, x, s->conv.w, s->conv.b, 2, pad, out, err);
+		return cdm_blk_resnet_fwd(u->nn, &s->res, x, temb_act, out, err);
+	if (up)
+		return cdm_blk_upsample(u->nn, x, &s->conv, out, err);
+	return cdm_blk_downsample(u->nn, x, &s->conv, u->cfg.downsample_padding, out, err);
 }
 
 /* emb = linear_2(SiLU(linear_1(sinusoid(t)))) (+ class embedding), then the
@@ -301,9 +292,7 @@ static int64_t down_size(const struct cdm_unet_config *c, int block, int64_t s)
 {
 	if (c->down_attn[block] && c->downsample_resnet)
 		return s / 2; /* AvgPool2d(2) */
-	int64_t p = c->downsample_padding;
-	int64_t padded = p ? s + 2 * p : s + 1; /* padding 0 pads one at the end */
-	return padded < 3 ? 0 : (padded - 3) / 2 + 1;
+	return cdm_blk_down_size(s, c->downsample_padding);
 }
 
 int cdm_unet_check_input(const cdm_unet *u, int ndim, const int64_t *dim, struct cdm_err *err)
