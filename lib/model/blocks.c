@@ -278,3 +278,23 @@ int64_t cdm_blk_down_size(int64_t s, int64_t padding)
 	int64_t padded = padding ? s + 2 * padding : s + 1;
 	return padded < 3 ? 0 : (padded - 3) / 2 + 1;
 }
+
+/* ---- time embedding ----------------------------------------------------------- */
+
+int cdm_blk_time_embed(cdm_nn *nn, const struct cdm_wb *lin1, const struct cdm_wb *lin2,
+		       const double *t, int64_t batch, int64_t dim, int flip_sin_to_cos,
+		       double freq_shift, cdm_tensor **out, struct cdm_err *err)
+{
+	cdm_tensor *e = NULL, *n = NULL;
+	int rc;
+	if ((rc = cdm_nn_timestep_embedding(nn, t, batch, dim, flip_sin_to_cos, freq_shift, &e,
+					    err)) < 0 ||
+	    (rc = cdm_blk_replace(nn, &e, cdm_nn_linear(nn, e, lin1->w, lin1->b, &n, err), &n)) < 0 ||
+	    (rc = cdm_blk_replace(nn, &e, cdm_nn_act(nn, e, CDM_ACT_SILU, &n, err), &n)) < 0 ||
+	    (rc = cdm_blk_replace(nn, &e, cdm_nn_linear(nn, e, lin2->w, lin2->b, &n, err), &n)) < 0) {
+		cdm_nn_free(nn, e);
+		return rc;
+	}
+	*out = e;
+	return 0;
+}

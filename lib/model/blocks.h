@@ -104,6 +104,13 @@ int cdm_blk_upsample(cdm_nn *nn, const cdm_tensor *x, const struct cdm_wb *conv,
 int cdm_blk_downsample(cdm_nn *nn, const cdm_tensor *x, const struct cdm_wb *conv,
 		       int64_t padding, cdm_tensor **out, struct cdm_err *err);
 
+/* TimestepEmbedding of both UNets: *out = linear_2(SiLU(linear_1(sinusoid(t))))
+ * [B,temb], the sinusoid of width `dim` as cdm_nn_timestep_embedding. The
+ * caller adds a class embedding and applies the resnets' activation. */
+int cdm_blk_time_embed(cdm_nn *nn, const struct cdm_wb *lin1, const struct cdm_wb *lin2,
+		       const double *t, int64_t batch, int64_t dim, int flip_sin_to_cos,
+		       double freq_shift, cdm_tensor **out, struct cdm_err *err);
+
 /* Make *h the result of a call that wrote *next (rc its status); free the
  * old *h. Returns rc. */
 int cdm_blk_replace(cdm_nn *nn, cdm_tensor **h, int rc, cdm_tensor **next);

@@ -418,13 +418,8 @@ static int time_embed(cdm_unet_cond *u, const double *t, int64_t batch, cdm_tens
 	const struct cdm_unet_cond_config *c = &u->cfg;
 	cdm_tensor *e = NULL, *n = NULL;
 	int rc;
-	if ((rc = cdm_nn_timestep_embedding(nn, t, batch, c->boc[0], c->flip_sin_to_cos,
-					    c->freq_shift, &e, err)) < 0 ||
-	    (rc = cdm_blk_replace(nn, &e, cdm_nn_linear(nn, e, u->lin1.w, u->lin1.b, &n, err),
-				  &n)) < 0 ||
-	    (rc = cdm_blk_replace(nn, &e, cdm_nn_act(nn, e, CDM_ACT_SILU, &n, err), &n)) < 0 ||
-	    (rc = cdm_blk_replace(nn, &e, cdm_nn_linear(nn, e, u->lin2.w, u->lin2.b, &n, err),
-				  &n)) < 0 ||
+	if ((rc = cdm_blk_time_embed(nn, &u->lin1, &u->lin2, t, batch, c->boc[0],
+				     c->flip_sin_to_cos, c->freq_shift, &e, err)) < 0 ||
 	    (rc = cdm_blk_replace(nn, &e, cdm_nn_act(nn, e, CDM_ACT_SILU, &n, err), &n)) < 0) {
 		cdm_nn_free(nn, e);
 		return rc;
