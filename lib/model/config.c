@@ -344,36 +344,11 @@ int cdm_unet_config_parse(struct cdm_unet_config *cfg, const char *text, size_t 
 	return rc;
 }
 
-/* Read a small text file whole (config files are well under 1 MiB). */
-static int read_small(const char *path, char **out, size_t *len, struct cdm_err *err)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return cdm_fail(err, CDM_EIO, "%s: cannot open: %m", path);
-	char *buf = cdm_alloc(CONFIG_MAX_BYTES + 1, 1, err);
-	if (!buf) {
-		fclose(f);
-		return CDM_ENOMEM;
-	}
-	size_t n = fread(buf, 1, CONFIG_MAX_BYTES + 1, f);
-	int bad = ferror(f);
-	fclose(f);
-	if (bad || n > CONFIG_MAX_BYTES) {
-		cdm_free(buf);
-		return cdm_fail(err, CDM_EINPUT, "%s: %s", path,
-				bad ? "read error" : "larger than 1 MiB, not a config file");
-	}
-	buf[n] = 0;
-	*out = buf;
-	*len = n;
-	return 0;
-}
-
 int cdm_unet_config_load(struct cdm_unet_config *cfg, const char *path, struct cdm_err *err)
 {
 	char *text = NULL;
 	size_t len = 0;
-	CDM_TRY(read_small(path, &text, &len, err));
+	CDM_TRY(cdm_model_read_text(path, CONFIG_MAX_BYTES, &text, &len, err));
 	int rc = cdm_unet_config_parse(cfg, text, len, path, err);
 	cdm_free(text);
 	return rc;
@@ -451,19 +426,46 @@ int cdm_unet_config_to_json(const struct cdm_unet_config *c, char **out, struct 
 
 /* ---- folders ---------------------------------------------------------------- */
 
-static int is_file(const char *path)
+int cdm_model_read_text(const char *path, size_t limit, char **out, size_t *len,
+			struct cdm_err *err)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return cdm_fail(err, CDM_EIO, "%s: cannot open: %m", path);
+	char *buf = cdm_alloc(limit + 1, 1, err);
+	if (!buf) {
+		fclose(f);
+		return CDM_ENOMEM;
+	}
+	size_t n = fread(buf, 1, limit + 1, f); /* one byte more tells "too large" */
+	int bad = ferror(f);
+	fclose(f);
+	if (bad || n > limit) {
+		cdm_free(buf);
+		if (bad)
+			return cdm_fail(err, CDM_EINPUT, "%s: read error", path);
+		return cdm_fail(err, CDM_EINPUT, "%s: file too large (over %zu bytes)", path,
+				limit);
+	}
+	buf[n] = 0;
+	*out = buf;
+	*len = n;
+	return 0;
+}
+
+int cdm_model_is_file(const char *path)
 {
 	struct stat sb;
 	return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
-static int is_dir(const char *path)
+int cdm_model_is_dir(const char *path)
 {
 	struct stat sb;
 	return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
 }
 
-static int join(char *out, const char *dir, const char *name, struct cdm_err *err)
+int cdm_model_join(char *out, const char *dir, const char *name, struct cdm_err *err)
 {
 	int n = snprintf(out, CDM_PATH_MAX, "%s/%s", dir, name);
 	if (n < 0 || n >= CDM_PATH_MAX)
@@ -475,35 +477,38 @@ int cdm_model_locate(struct cdm_model_paths *p, const char *dir, struct cdm_err 
 {
 	char unet[CDM_PATH_MAX], sched[CDM_PATH_MAX], tmp[CDM_PATH_MAX];
 	memset(p, 0, sizeof *p);
-	if (!is_dir(dir))
+	if (!cdm_model_is_dir(dir))
 		return cdm_fail(err, CDM_EINPUT, "%s: not a model directory", dir);
 	snprintf(unet, sizeof unet, "%s", dir);
 	snprintf(sched, sizeof sched, "%s", dir);
-	CDM_TRY(join(tmp, dir, "model_index.json", err));
-	if (is_file(tmp)) {
+	CDM_TRY(cdm_model_join(tmp, dir, "model_index.json", err));
+	if (cdm_model_is_file(tmp)) {
 		/* Pipeline: components in subfolders, or at the root if absent. */
-		CDM_TRY(join(tmp, dir, "unet", err));
-		if (is_dir(tmp))
+		CDM_TRY(cdm_model_join(tmp, dir, "unet", err));
+		if (cdm_model_is_dir(tmp))
 			snprintf(unet, sizeof unet, "%s", tmp);
-		CDM_TRY(join(tmp, dir, "scheduler", err));
-		if (is_dir(tmp))
+		CDM_TRY(cdm_model_join(tmp, dir, "scheduler", err));
+		if (cdm_model_is_dir(tmp))
 			snprintf(sched, sizeof sched, "%s", tmp);
 	}
-	CDM_TRY(join(p->config, unet, "config.json", err));
-	if (!is_file(p->config))
+	CDM_TRY(cdm_model_join(p->config, unet, "config.json", err));
+	if (!cdm_model_is_file(p->config))
 		return cdm_fail(err, CDM_EINPUT, "%s: no config.json (not a diffusers model folder)",
 				unet);
-	CDM_TRY(join(p->weights, unet, "diffusion_pytorch_model.safetensors", err));
-	if (!is_file(p->weights)) {
-		CDM_TRY(join(p->weights, unet, "diffusion_pytorch_model.fp16.safetensors", err));
-		if (!is_file(p->weights)) {
-			CDM_TRY(join(tmp, unet, "diffusion_pytorch_model.bin", err));
+	CDM_TRY(cdm_model_join(p->weights, unet, "diffusion_pytorch_model.safetensors", err));
+	if (!cdm_model_is_file(p->weights)) {
+		CDM_TRY(cdm_model_join(p->weights, unet, "diffusion_pytorch_model.fp16.safetensors",
+				       err));
+		if (!cdm_model_is_file(p->weights)) {
+			CDM_TRY(cdm_model_join(tmp, unet, "diffusion_pytorch_model.bin", err));
 			return cdm_fail(err, CDM_EINPUT, "%s: no diffusion_pytorch_model.safetensors%s",
-					unet, is_file(tmp) ? " (pickle .bin files are not supported)" : "");
+					unet,
+					cdm_model_is_file(tmp) ? " (pickle .bin files are not supported)"
+							       : "");
 		}
 	}
-	CDM_TRY(join(p->sched_config, sched, "scheduler_config.json", err));
-	if (!is_file(p->sched_config))
+	CDM_TRY(cdm_model_join(p->sched_config, sched, "scheduler_config.json", err));
+	if (!cdm_model_is_file(p->sched_config))
 		p->sched_config[0] = 0;
 	return 0;
 }

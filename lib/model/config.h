@@ -72,4 +72,14 @@ struct cdm_model_paths {
 };
 int cdm_model_locate(struct cdm_model_paths *p, const char *dir, struct cdm_err *err);
 
+/* Folder and file helpers shared by the config readers of lib/model. */
+/* Read a small text file whole (<= limit bytes), NUL-terminated; cdm_free
+ * *out. A larger file is refused (config and vocab files are small). */
+int cdm_model_read_text(const char *path, size_t limit, char **out, size_t *len,
+			struct cdm_err *err);
+int cdm_model_is_file(const char *path); /* a regular file (following links) */
+int cdm_model_is_dir(const char *path);
+/* out (CDM_PATH_MAX bytes) = dir/name; refused if it does not fit. */
+int cdm_model_join(char *out, const char *dir, const char *name, struct cdm_err *err);
+
 #endif

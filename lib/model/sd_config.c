@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define SD_CONFIG_MAX (1 << 20)
 
@@ -426,37 +425,12 @@ int cdm_clip_config_parse(struct cdm_clip_config *c, const char *text, size_t le
 	return parse_with(text, len, what, err, fn_clip, c, 1);
 }
 
-int cdm_sd_read_text(const char *path, size_t limit, char **out, size_t *len,
-		     struct cdm_err *err)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return cdm_fail(err, CDM_EIO, "%s: cannot open: %m", path);
-	char *buf = cdm_alloc(limit + 1, 1, err);
-	if (!buf) {
-		fclose(f);
-		return CDM_ENOMEM;
-	}
-	size_t n = fread(buf, 1, limit + 1, f);
-	int bad = ferror(f);
-	fclose(f);
-	if (bad || n > limit) {
-		cdm_free(buf);
-		return cdm_fail(err, CDM_EINPUT, "%s: %s", path,
-				bad ? "read error" : "file too large");
-	}
-	buf[n] = 0;
-	*out = buf;
-	*len = n;
-	return 0;
-}
-
 #define LOAD_FN(name, type, parse)                                                    \
 	int name(type *c, const char *path, struct cdm_err *err)                      \
 	{                                                                             \
 		char *text = NULL;                                                    \
 		size_t len = 0;                                                       \
-		CDM_TRY(cdm_sd_read_text(path, SD_CONFIG_MAX, &text, &len, err));     \
+		CDM_TRY(cdm_model_read_text(path, SD_CONFIG_MAX, &text, &len, err));  \
 		int rc = parse(c, text, len, path, err);                              \
 		cdm_free(text);                                                       \
 		return rc;                                                            \
@@ -467,26 +441,6 @@ LOAD_FN(cdm_clip_config_load, struct cdm_clip_config, cdm_clip_config_parse)
 
 /* ---- folders ---------------------------------------------------------------- */
 
-static int is_file(const char *path)
-{
-	struct stat sb;
-	return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
-static int is_dir(const char *path)
-{
-	struct stat sb;
-	return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
-}
-
-static int join(char *out, const char *dir, const char *name, struct cdm_err *err)
-{
-	int n = snprintf(out, CDM_PATH_MAX, "%s/%s", dir, name);
-	if (n < 0 || n >= CDM_PATH_MAX)
-		return cdm_fail(err, CDM_EINPUT, "%s: path too long", dir);
-	return 0;
-}
-
 int cdm_sd_locate(struct cdm_model_paths *p, const char *dir, enum cdm_sd_part part,
 		  struct cdm_err *err)
 {
@@ -494,35 +448,35 @@ int cdm_sd_locate(struct cdm_model_paths *p, const char *dir, enum cdm_sd_part p
 	static const char *const what[] = {"UNet", "VAE", "text encoder", "tokenizer"};
 	char folder[CDM_PATH_MAX], tmp[CDM_PATH_MAX];
 	memset(p, 0, sizeof *p);
-	if (!is_dir(dir))
+	if (!cdm_model_is_dir(dir))
 		return cdm_fail(err, CDM_EINPUT, "%s: not a directory", dir);
 	snprintf(folder, sizeof folder, "%s", dir);
-	CDM_TRY(join(tmp, dir, "model_index.json", err));
-	if (is_file(tmp)) {
-		CDM_TRY(join(tmp, dir, sub[part], err));
-		if (is_dir(tmp))
+	CDM_TRY(cdm_model_join(tmp, dir, "model_index.json", err));
+	if (cdm_model_is_file(tmp)) {
+		CDM_TRY(cdm_model_join(tmp, dir, sub[part], err));
+		if (cdm_model_is_dir(tmp))
 			snprintf(folder, sizeof folder, "%s", tmp);
 	}
 	if (part == CDM_SD_TOKENIZER) {
 		snprintf(p->config, sizeof p->config, "%s", folder);
-		CDM_TRY(join(tmp, folder, "vocab.json", err));
-		if (!is_file(tmp))
+		CDM_TRY(cdm_model_join(tmp, folder, "vocab.json", err));
+		if (!cdm_model_is_file(tmp))
 			return cdm_fail(err, CDM_EINPUT, "%s: no vocab.json (not a CLIP tokenizer "
 					"folder)", folder);
 		return 0;
 	}
-	CDM_TRY(join(p->config, folder, "config.json", err));
-	if (!is_file(p->config))
+	CDM_TRY(cdm_model_join(p->config, folder, "config.json", err));
+	if (!cdm_model_is_file(p->config))
 		return cdm_fail(err, CDM_EINPUT, "%s: no config.json (not a %s folder)", folder,
 				what[part]);
 	const char *base = part == CDM_SD_TEXT_ENCODER ? "model" : "diffusion_pytorch_model";
 	char name[64];
 	snprintf(name, sizeof name, "%s.safetensors", base);
-	CDM_TRY(join(p->weights, folder, name, err));
-	if (!is_file(p->weights)) {
+	CDM_TRY(cdm_model_join(p->weights, folder, name, err));
+	if (!cdm_model_is_file(p->weights)) {
 		snprintf(name, sizeof name, "%s.fp16.safetensors", base);
-		CDM_TRY(join(p->weights, folder, name, err));
-		if (!is_file(p->weights))
+		CDM_TRY(cdm_model_join(p->weights, folder, name, err));
+		if (!cdm_model_is_file(p->weights))
 			return cdm_fail(err, CDM_EINPUT, "%s: no %s.safetensors (%s weights)", folder,
 					base, what[part]);
 	}
@@ -536,7 +490,7 @@ int cdm_sd_unet_class(const char *dir, char *buf, size_t size, struct cdm_err *e
 	size_t len = 0;
 	buf[0] = 0;
 	CDM_TRY(cdm_model_locate(&p, dir, err));
-	CDM_TRY(cdm_sd_read_text(p.config, SD_CONFIG_MAX, &text, &len, err));
+	CDM_TRY(cdm_model_read_text(p.config, SD_CONFIG_MAX, &text, &len, err));
 	json_t *root = json_loadb(text, len, 0, NULL);
 	cdm_free(text);
 	const json_t *v = root ? json_object_get(root, "_class_name") : NULL;

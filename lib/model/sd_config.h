@@ -93,8 +93,12 @@ int cdm_sd_locate(struct cdm_model_paths *p, const char *dir, enum cdm_sd_part p
  * ("" when the key is absent). */
 int cdm_sd_unet_class(const char *dir, char *buf, size_t size, struct cdm_err *err);
 
-/* Read a small text file whole (<= limit bytes); NUL-terminated; cdm_free. */
-int cdm_sd_read_text(const char *path, size_t limit, char **out, size_t *len,
-		     struct cdm_err *err);
+/* Read a small text file whole (<= limit bytes); NUL-terminated; cdm_free.
+ * The former name of cdm_model_read_text (config.h), kept for callers. */
+static inline int cdm_sd_read_text(const char *path, size_t limit, char **out, size_t *len,
+				   struct cdm_err *err)
+{
+	return cdm_model_read_text(path, limit, out, len, err);
+}
 
 #endif

@@ -112,7 +112,7 @@ static int load_vocab(cdm_tokenizer *t, const char *dir, struct cdm_err *err)
 	char path[4200], *text = NULL;
 	size_t len = 0;
 	snprintf(path, sizeof path, "%s/vocab.json", dir);
-	CDM_TRY(cdm_sd_read_text(path, VOCAB_MAX_BYTES, &text, &len, err));
+	CDM_TRY(cdm_model_read_text(path, VOCAB_MAX_BYTES, &text, &len, err));
 	json_error_t je;
 	json_t *root = json_loadb(text, len, 0, &je);
 	cdm_free(text);
@@ -145,7 +145,7 @@ static int load_merges(cdm_tokenizer *t, const char *dir, struct cdm_err *err)
 	char path[4200], *text = NULL;
 	size_t len = 0;
 	snprintf(path, sizeof path, "%s/merges.txt", dir);
-	CDM_TRY(cdm_sd_read_text(path, VOCAB_MAX_BYTES, &text, &len, err));
+	CDM_TRY(cdm_model_read_text(path, VOCAB_MAX_BYTES, &text, &len, err));
 	int rc = map_init(&t->ranks, MAX_MERGES, err);
 	/* as CLIPTokenizer: strip the file, drop the first (header) line, keep at
 	 * most MAX_MERGES lines */
@@ -186,7 +186,7 @@ static int load_settings(cdm_tokenizer *t, const char *dir, struct cdm_err *err)
 		size_t len;
 		struct cdm_err ignore;
 		snprintf(path, sizeof path, "%s/%s", dir, files[f]);
-		if (cdm_sd_read_text(path, 1 << 20, &text, &len, &ignore) < 0)
+		if (cdm_model_read_text(path, 1 << 20, &text, &len, &ignore) < 0)
 			continue;
 		json_t *root = json_loadb(text, len, 0, NULL);
 		cdm_free(text);
