@@ -1,4 +1,4 @@
-/* model/blocks: blocks shared by the SD models (see blocks.h). */
+/* model/blocks: blocks shared by the models of lib/model (see blocks.h). */
 #include "blocks.h"
 
 #include <math.h>

@@ -1,17 +1,22 @@
 /*
- * model/blocks: building blocks shared by the Stable Diffusion models
- * (unet_cond.c, vae.c, clip.c): weight binding by diffusers name with shape
- * checks and parameter counting, ResnetBlock2D with or without a time
- * embedding, the spatial self-attention of the VAE mid block (current or
- * legacy weight names), the 2x up- and downsamplers, and small op helpers.
+ * model/blocks: building blocks shared by the models of lib/model
+ * (unet.c, unet_cond.c, vae.c, clip.c): weight binding by diffusers name with
+ * shape checks and parameter counting, ResnetBlock2D (act_fn, "default" or
+ * "scale_shift" time embedding, or none, optional up/down resampling), the
+ * spatial self-attention of UNet2DModel and of the VAE mid block (current or
+ * legacy weight names), the 2x up- and downsamplers, the timestep MLP and
+ * small op helpers.
  *
  * Owns: nothing beyond the tensors bound into the structs below (freed by the
  * matching *_free, which accept zeroed structs).
  * Does not own: the backend (the caller's cdm_nn outlives every struct), the
- * module trees and configs (unet_cond.c, vae.c, clip.c).
+ * module trees and configs (unet.c, unet_cond.c, vae.c, clip.c), the
+ * transformer blocks of UNet2DConditionModel (unet_cond.c).
  *
- * Semantics: reference/diffusers.md §2.4 (resnet, "default" time embedding,
- * SiLU), §2.5 (attention), §2.6 (samplers). Internal to lib/model.
+ * Semantics: reference/diffusers.md §2.4 (resnet, time embedding), §2.5
+ * (attention), §2.6 (samplers). The op sequence of each block is fixed: the
+ * secure backend's error figures and costs depend on it. Internal to
+ * lib/model.
  * Thread-safety: as the cdm_nn used.
  */
 #ifndef CDM_MODEL_BLOCKS_H

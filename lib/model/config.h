@@ -5,7 +5,8 @@
  * UNet2DModel.__init__ (reference/diffusers.md §2.1) already applied and
  * every null resolved; refusal of unsupported values at load time with a
  * message naming the key and the value; locating config, weights and
- * scheduler config in a model folder or a pipeline folder.
+ * scheduler config in a model folder or a pipeline folder; the small-file
+ * reader and folder helpers that sd_config.c and tokenizer.c also use.
  * Does not own: weights (lib/model/unet.c binds them through lib/nn), the
  * scheduler config (lib/sched).
  *

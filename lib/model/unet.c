@@ -1,7 +1,8 @@
 /*
  * model/unet: UNet2DModel over the nn op table (see unet.h). The structure
- * follows diffusers' unet_2d.py / unet_2d_blocks.py / resnet.py /
- * attention_processor.py as described in reference/diffusers.md §2.
+ * follows diffusers' unet_2d.py / unet_2d_blocks.py as described in
+ * reference/diffusers.md §2; the resnet, attention, sampler and timestep
+ * blocks are lib/model/blocks.
  */
 #define _GNU_SOURCE
 #include "unet.h"

@@ -4,9 +4,10 @@
  * float32 backend and on secret shares).
  *
  * Owns: the module tree (down blocks, mid block, up blocks, time and class
- * embeddings), the mapping to diffusers' state-dict names including legacy
- * attention names (query/key/value/proj_attn -> to_q/to_k/to_v/to_out.0),
- * the forward pass of reference/diffusers.md §2.3-2.8.
+ * embeddings), the state-dict prefixes of every block, the forward pass of
+ * reference/diffusers.md §2.3-2.8. The resnet, attention (with its legacy
+ * query/key/value/proj_attn names), sampler and timestep blocks are the
+ * shared ones of lib/model/blocks.h.
  * Does not own: the backend (the caller's cdm_nn must outlive the unet),
  * the scheduler (lib/sched).
  *
