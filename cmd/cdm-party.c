@@ -225,7 +225,6 @@ static int parse(int argc, char **argv, struct opts *o, struct cdm_err *err)
 	if (ntls != 0 && ntls != 3)
 		return cdm_fail(err, CDM_EINPUT, "--tls-cert, --tls-key and --tls-ca go together");
 	o->net.id = o->id;
-	o->net.quiet = 1; /* the warning is printed here, from cdm_net_warning */
 	return 0;
 }
 
