@@ -16,7 +16,8 @@ benchmarks, so wall times vary 3-10x; Debian python3-torch 1.13):
   mnist-tiny-mish (16,737 params): 6 min, 156 steps on top of mnist-tiny, final loss 0.097
     train_mnist.py --model mnist-tiny-mish --init share/models/mnist-tiny --epochs 2 \
         --lr 5e-4 --warmup 20 --threads 1 --ckpt-every 1
-  mnist (280,817 params): MNIST_RESULT
+  mnist (280,817 params): 96 epochs = 7,488 steps, final loss 0.0220, ~116 min wall
+    (first 70 min on an overloaded machine); DDIM-50 classifier accuracy 92.1%
     train_mnist.py --model mnist --epochs 55     (stopped after epoch 9, machine overloaded)
     train_mnist.py --model mnist --epochs 26 --resume --ckpt-every 2
     train_mnist.py --model mnist --epochs 56 --resume --restart-lr 6e-4 --warmup 50 --ckpt-every 2
