@@ -267,8 +267,9 @@ static int write_stats(const char *path, const struct opts *o, cdm_mpc *m,
 	json_object_set_new(root, "public_model", json_boolean(o->run.public_model != NULL));
 	json_object_set_new(root, "resumed_from", json_integer(res->resumed_from));
 	for (size_t i = 0; i < nc; i++) {
-		if (!cost[i].rounds && cost[i].seconds < 1e-3)
-			continue; /* labels that never did anything */
+		if (!cost[i].rounds && !cost[i].bytes_sent)
+			continue; /* local-only labels: skipping them by a time
+				   * threshold would make the set of keys vary run to run */
 		json_t *e = json_object();
 		json_object_set_new(e, "seconds", json_real(cost[i].seconds));
 		json_object_set_new(e, "bytes_sent", json_integer((json_int_t)cost[i].bytes_sent));
