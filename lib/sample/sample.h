@@ -69,10 +69,19 @@ struct cdm_input_spec {
 	const char *noise_path;   /* x_T from tensor `x` (or the only tensor) of this
 				   * F32 safetensors file */
 	const char *dump_noise;   /* with has_seed: also write x_T (tensor `x`) here */
+	const char *prompt;       /* Stable Diffusion: the prompt (tokenized here,
+				   * shared as integer one-hot ids), or NULL */
+	const char *negative_prompt; /* SD: the unconditional prompt (NULL: "") */
 };
 
 /* The user's input (model: a model folder, or a model share file, for the
- * public config only) -> prefix.0/.1/.2 input shares. */
+ * public config only) -> prefix.0/.1/.2 input shares. For a Stable
+ * Diffusion pipeline (folder or share) the input is a prompt: input shares
+ * then hold, besides "shape" (of the latents x_T) and the optional
+ * "noise", tensor "ids" [2L,V]: the integer one-hot token ids of the
+ * negative prompt (rows 0..L-1) and of the prompt (rows L..2L-1), L the
+ * tokenizer length, V the text encoder's vocabulary; metadata "pipeline"
+ * "stable-diffusion" and "prompt_len" L. One prompt serves the batch. */
 int cdm_sample_share_input(const char *model, const char *prefix,
 			   const struct cdm_input_spec *in, const struct cdm_share_opts *o,
 			   struct cdm_err *err);
