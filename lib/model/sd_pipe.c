@@ -286,6 +286,14 @@ int cdm_sd_guided_eps(cdm_nn *nn, cdm_unet_cond *u, const cdm_tensor *x, const d
 	*eps = NULL;
 	if (B > 4096)
 		return cdm_fail(err, CDM_EINPUT, "guidance: batch %lld too large", (long long)B);
+	if (scale <= 1) { /* diffusers: no guidance, the prompt (second half) alone */
+		cdm_tensor *cc = NULL;
+		int rc = cdm_sd_batch_slice(nn, ctx, ctx->dim[0] / 2, ctx->dim[0] / 2, &cc, err);
+		if (rc == 0)
+			rc = cdm_unet_cond_forward(u, x, t, cc, eps, err);
+		cdm_nn_free(nn, cc);
+		return rc;
+	}
 	double *t2 = cdm_alloc((size_t)(2 * B), sizeof *t2, err);
 	if (!t2)
 		return CDM_ENOMEM;

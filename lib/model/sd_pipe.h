@@ -53,7 +53,9 @@ int cdm_sd_expand_ctx(cdm_nn *nn, const cdm_tensor *ctx, int64_t batch, cdm_tens
 		      struct cdm_err *err);
 /* Guided noise prediction: the UNet on [x; x] with ctx [2B,L,D] = [uncond;
  * cond] and timesteps t[B] (both halves), then eps = eps_u + s (eps_c -
- * eps_u) = (1-s) eps_u + s eps_c -> new [B,out,H,W]. */
+ * eps_u) = (1-s) eps_u + s eps_c -> new [B,out,H,W]. With s <= 1 (as
+ * diffusers, which guides only when s > 1) the UNet runs on x with the cond
+ * half of ctx alone. */
 int cdm_sd_guided_eps(cdm_nn *nn, cdm_unet_cond *u, const cdm_tensor *x, const double *t,
 		      const cdm_tensor *ctx, double scale, cdm_tensor **eps,
 		      struct cdm_err *err);

@@ -130,6 +130,9 @@ struct cdm_sample_opts {
 	int64_t checkpoint_every;   /* every K completed steps (0 = 5) */
 	int resume;                 /* start from the newest checkpoint step the
 				     * three parties hold in checkpoint_dir */
+	double guidance;            /* Stable Diffusion: classifier-free guidance
+				     * scale (cdm-party's default 7.5); <= 1: the
+				     * prompt alone, as diffusers */
 	/* Called after each step (k = 1..steps); may be NULL. */
 	void (*progress)(void *arg, int64_t k, int64_t steps);
 	void *progress_arg;
