@@ -87,6 +87,12 @@ static int sd_agree(struct sd_run *r, cdm_share *model, cdm_share *input, struct
 	if (o->checkpoint_dir || o->resume)
 		return cdm_fail(err, CDM_EINPUT, "--checkpoint/--resume are not supported for "
 				"Stable Diffusion pipelines");
+	if (!model)
+		return cdm_fail(err, CDM_EINPUT, "no model share");
+	const char *mv = cdm_share_meta(model, CDM_SD_PIPELINE_KEY);
+	if (!mv || strcmp(mv, CDM_SD_PIPELINE_VALUE) != 0)
+		return cdm_fail(err, CDM_EINPUT, "%s: a prompt input share, but %s is not the share "
+				"of a Stable Diffusion pipeline", input->path, model->path);
 	CDM_TRY(cdm_sample_check_share(model, cdm_mpc_id(r->m), "model", err));
 	CDM_TRY(cdm_sample_check_share(input, cdm_mpc_id(r->m), "input", err));
 	if (model->frac_bits != frac || input->frac_bits != frac)
@@ -260,8 +266,9 @@ int cdm_sample_sd_run(cdm_mpc *m, cdm_share *model, cdm_share *input,
 	struct sd_run r;
 	memset(&r, 0, sizeof r);
 	r.m = m, r.o = o, r.res = res;
-	snprintf(res->model_id, sizeof res->model_id, "%s", model->sharing_id);
 	int rc = sd_agree(&r, model, input, err);
+	if (rc == 0)
+		snprintf(res->model_id, sizeof res->model_id, "%s", model->sharing_id);
 	if (rc == 0)
 		rc = sd_setup(&r, model, err);
 	if (rc == 0)

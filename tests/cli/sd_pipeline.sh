@@ -13,7 +13,7 @@
 #   4. different prompts give different images (PSNR < 30 dB between them);
 #   5. errors exit 1 with one line and leave no output: a prompt for a
 #      UNet2DModel, a pipeline without --prompt, a label input on SD shares,
-#      --checkpoint on SD shares.
+#      --checkpoint on SD shares, a prompt input on UNet2DModel shares.
 CDM_CLI_LIB=1 . "$(dirname "$0")/lib.sh"
 for t in cdm-share cdm-party cdm-reveal cdm-unet-step; do
 	[ -x "$B/$t" ] || { echo "FAIL: $B/$t not built"; exit 1; }
@@ -163,4 +163,10 @@ trio ck "$T/a" --checkpoint "$T/ck"
 [ "$st0$st1$st2" = 111 ] || bad "--checkpoint on SD shares: exits $st0 $st1 $st2"
 assert_one_line "$T/ck.err.0" "--checkpoint on SD shares" "not supported"
 assert_absent "--checkpoint on SD shares" "$T/ck.out.0"
+MS=$(model_shares) || exit 1
+for i in 0 1 2; do cp "$MS.$i" "$T/m.$i"; done  # UNet2DModel shares, prompt input
+trio unet "$T/a"
+[ "$st0$st1$st2" = 111 ] || bad "prompt input on UNet2DModel shares: exits $st0 $st1 $st2"
+assert_one_line "$T/unet.err.2" "prompt input on UNet2DModel shares" \
+	"not the share of a Stable Diffusion pipeline"
 finish "sd pipeline"
