@@ -51,6 +51,9 @@ int cdm_sd_vae_decode_st(const char *model_dir, const cdm_st *in, cdm_st_writer 
 	*out = NULL;
 	/* `x`: sampler latents, scaled here; `z`: already scaled */
 	int latents = !cdm_st_find(in, "z") && cdm_st_find(in, "x");
+	if (!latents && !cdm_st_find(in, "z"))
+		return cdm_fail(err, CDM_EINPUT, "%s: no tensor 'z' (nor sampler latents 'x')",
+				cdm_st_path(in));
 	if ((rc = cdm_nn_plain_new(&nn, err)) < 0 || (rc = cdm_vae_load(&v, nn, model_dir, err)) < 0 ||
 	    (rc = load_float(nn, in, latents ? "x" : "z", 4, "[B,C,h,w]", &z, err)) < 0)
 		goto done;
