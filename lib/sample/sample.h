@@ -56,7 +56,11 @@ struct cdm_share_opts {
 /* MODEL_DIR (a diffusers folder) -> prefix.0, prefix.1, prefix.2. Every
  * weight tensor is encoded (NaN/Inf: an error naming the tensor) and split
  * x = x0 + x1 + x2 with x0, x1 uniform; file i holds (x_i, x_{i+1}). The
- * three files appear together or not at all (temporaries, then renames). */
+ * three files appear together or not at all (temporaries, then renames).
+ * A Stable Diffusion pipeline folder (model_index.json, UNet2DConditionModel)
+ * gives one share per party of the UNet, the VAE decoder and the text
+ * encoder, with the configs, scheduler and tokenizer as public metadata
+ * (layout: sd_share.c); cdm_sample_run then runs the SD loop (sd_sample.c). */
 int cdm_sample_share_model(const char *model_dir, const char *prefix,
 			   const struct cdm_share_opts *o, struct cdm_err *err);
 

@@ -13,7 +13,8 @@
 #   4. different prompts give different images (PSNR < 30 dB between them);
 #   5. errors exit 1 with one line and leave no output: a prompt for a
 #      UNet2DModel, a pipeline without --prompt, a label input on SD shares,
-#      --checkpoint on SD shares, a prompt input on UNet2DModel shares.
+#      --checkpoint on SD shares, a prompt input on UNet2DModel shares;
+#      scripts/demo-sd.sh says when its model is missing.
 CDM_CLI_LIB=1 . "$(dirname "$0")/lib.sh"
 for t in cdm-share cdm-party cdm-reveal cdm-unet-step; do
 	[ -x "$B/$t" ] || { echo "FAIL: $B/$t not built"; exit 1; }
@@ -169,4 +170,9 @@ trio unet "$T/a"
 [ "$st0$st1$st2" = 111 ] || bad "prompt input on UNet2DModel shares: exits $st0 $st1 $st2"
 assert_one_line "$T/unet.err.2" "prompt input on UNet2DModel shares" \
 	"not the share of a Stable Diffusion pipeline"
+# make demo-sd without its model: a clear message, exit 1
+run_cmd env MODEL="$T/no-such-model" OUT="$T/demo" sh scripts/demo-sd.sh
+assert_exit 1 "demo-sd without the model"
+grep -q "the model $T/no-such-model is missing" "$T/stderr" ||
+	bad "demo-sd without the model: $(cat "$T/stderr")"
 finish "sd pipeline"
