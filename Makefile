@@ -1,6 +1,7 @@
 # cipherdm -- one top-level Makefile. `make` builds libcdm.a and the five
 # tools into bin/; `make check` runs every test (plain and ASan+UBSan builds);
-# `make demo` runs a secure sampling end to end; `make install PREFIX=...`.
+# `make demo` runs a secure sampling end to end (`make demo-sd`: from a prompt);
+# `make install PREFIX=...`.
 # Missing Debian packages are installed with apt-get when run as root.
 
 PREFIX ?= /usr/local
@@ -35,7 +36,7 @@ LIBCDM = $(BUILD)/libcdm.a
 DEPS_STAMP = .deps-ok
 
 .SECONDARY:
-.PHONY: all tools tests check check-plain check-asan demo install clean deps fuzz-bins
+.PHONY: all tools tests check check-plain check-asan demo demo-sd install clean deps fuzz-bins
 
 all: $(DEPS_STAMP) $(TOOLS:%=$(BIN)/%) $(LIBCDM)
 
@@ -96,6 +97,9 @@ check-plain: tests
 
 demo: all
 	@sh scripts/demo.sh
+
+demo-sd: all
+	@sh scripts/demo-sd.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \

@@ -25,7 +25,8 @@
 	PROG " --id I --peers H0:P0,H1:P1,H2:P2 --model M.I --input X.I -o OUT.I "        \
 	     "[--sampler ddpm|ddim|dpmpp] [--steps N] [--eta E] [--protocols cdm|spu|cipherdm] " \
 	     "[--tls-cert C --tls-key K --tls-ca CA] [--timeout SEC] [--stats FILE.json] "          \
-	     "[--checkpoint DIR [--checkpoint-every K] [--resume]] [--public-model DIR] [-q]"
+	     "[--checkpoint DIR [--checkpoint-every K] [--resume]] [--public-model DIR] "          \
+	     "[--guidance S] [-q]"
 
 static const char help[] =
 	"usage: " PROG " --id I --peers H0:P0,H1:P1,H2:P2 --model M.I --input X.I -o OUT.I\n"
@@ -58,6 +59,8 @@ static const char help[] =
 	"      --checkpoint-every K  (default 5)\n"
 	"      --resume          continue from the newest checkpoint step all three parties\n"
 	"                        hold in their DIR (same result as an uninterrupted run)\n"
+	"      --guidance S      Stable Diffusion shares: classifier-free guidance scale\n"
+	"                        (default 7.5, as diffusers; S <= 1: the prompt alone)\n"
 	"      --public-model DIR  weights are public: read the plaintext model folder\n"
 	"                        DIR (instead of --model); only the input stays secret\n"
 	"  -q, --quiet           no progress on stderr\n"
@@ -66,12 +69,13 @@ static const char help[] =
 	"Exit status: 0 success, 1 bad usage or input file, 2 network or protocol failure.\n";
 
 enum { O_SAMPLER = 256, O_STEPS, O_ETA, O_PROT, O_CERT, O_KEY, O_CA, O_TIMEOUT, O_STATS,
-       O_TEST_SEED, O_CKPT, O_CKPT_EVERY, O_RESUME, O_PUBLIC };
+       O_TEST_SEED, O_CKPT, O_CKPT_EVERY, O_RESUME, O_PUBLIC, O_GUIDANCE };
 
 static const struct option longopts[] = {
 	{"checkpoint", required_argument, NULL, O_CKPT},
 	{"checkpoint-every", required_argument, NULL, O_CKPT_EVERY},
 	{"eta", required_argument, NULL, O_ETA},
+	{"guidance", required_argument, NULL, O_GUIDANCE},
 	{"help", no_argument, NULL, 'h'},
 	{"id", required_argument, NULL, 'i'},
 	{"input", required_argument, NULL, 'x'},
@@ -155,6 +159,7 @@ static int parse(int argc, char **argv, struct opts *o, struct cdm_err *err)
 	int c, have_id = 0, have_peers = 0;
 	o->run.sampler = CDM_SAMPLER_DDIM;
 	o->run.suite = CDM_SUITE_CDM;
+	o->run.guidance = 7.5; /* diffusers' StableDiffusionPipeline default */
 	while ((c = getopt_long(argc, argv, "hi:m:o:p:qx:", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h': fputs(help, stdout); exit(0);
@@ -204,6 +209,10 @@ static int parse(int argc, char **argv, struct opts *o, struct cdm_err *err)
 			break;
 		case O_RESUME: o->run.resume = 1; break;
 		case O_PUBLIC: o->run.public_model = optarg; break;
+		case O_GUIDANCE:
+			CDM_TRY(cdm_cli_double("--guidance", optarg, -1000, 1000, &d, err));
+			o->run.guidance = d;
+			break;
 		case O_TEST_SEED:
 			CDM_TRY(parse_hex_seed(o->test_seed, optarg, err));
 			o->run.noise_seed = o->test_seed;

@@ -17,14 +17,18 @@
 #define PROG "cdm-share"
 #define SYNOPSIS                                                                           \
 	PROG " -o PREFIX MODEL_DIR | " PROG " -o PREFIX --input [--label N[,N...]] "       \
-	     "[--batch B] [--seed S [--dump-noise FILE] | --noise X.safetensors] MODEL"
+	     "[--batch B] [--seed S [--dump-noise FILE] | --noise X.safetensors] MODEL | "     \
+	PROG " -o PREFIX --input --prompt TEXT [--negative-prompt TEXT] [...] SD_PIPELINE"
 
 static const char help[] =
 	"usage: " PROG " -o PREFIX [--frac-bits F] [--zstd L] MODEL_DIR\n"
 	"       " PROG " -o PREFIX --input [--label N[,N...]] [--batch B]\n"
 	"                 [--seed S [--dump-noise FILE] | --noise X.safetensors] MODEL\n"
+	"       " PROG " -o PREFIX --input --prompt TEXT [--negative-prompt TEXT] [--batch B]\n"
+	"                 [--seed S [--dump-noise FILE] | --noise X.safetensors] SD_PIPELINE\n"
 	"\n"
 	"Model owner: encode every weight of the diffusers folder MODEL_DIR in fixed point\n"
+	"(a Stable Diffusion pipeline folder: unet/, the vae/ decoder and text_encoder/)\n"
 	"and split it into three replicated shares, PREFIX.0 PREFIX.1 PREFIX.2 (send file i\n"
 	"to party i). User (--input): share the class label(s) and, with --seed or --noise,\n"
 	"the initial noise x_T; without either, the parties generate x_T jointly and\n"
@@ -39,13 +43,18 @@ static const char help[] =
 	"      --dump-noise FILE with --seed: also write that x_T (tensor `x`, F32) so the\n"
 	"                        plaintext reference can start from the same noise\n"
 	"      --noise FILE      x_T from tensor `x` (or the only tensor) of FILE [B,C,H,W]\n"
+	"      --prompt TEXT     Stable Diffusion: the prompt, tokenized here and shared as\n"
+	"                        secret one-hot token ids (MODEL: the pipeline folder or\n"
+	"                        its model share; x_T are the latents [B,4,h,w])\n"
+	"      --negative-prompt TEXT  the unconditional prompt of guidance (default \"\")\n"
 	"      --frac-bits F     fixed-point fraction bits (default 20; 8..24); the model\n"
 	"                        and the input shares must use the same value\n"
 	"      --zstd L          compress the share files with zstd level L (1..19)\n"
 	"  -q, --quiet           accepted for symmetry (only errors are printed)\n"
 	"  -h, --help            this help\n";
 
-enum { O_INPUT = 256, O_LABEL, O_BATCH, O_SEED, O_DUMP, O_NOISE, O_FRAC, O_ZSTD };
+enum { O_INPUT = 256, O_LABEL, O_BATCH, O_SEED, O_DUMP, O_NOISE, O_FRAC, O_ZSTD, O_PROMPT,
+       O_NEGATIVE };
 
 static const struct option longopts[] = {
 	{"batch", required_argument, NULL, O_BATCH},
@@ -54,8 +63,10 @@ static const struct option longopts[] = {
 	{"help", no_argument, NULL, 'h'},
 	{"input", no_argument, NULL, O_INPUT},
 	{"label", required_argument, NULL, O_LABEL},
+	{"negative-prompt", required_argument, NULL, O_NEGATIVE},
 	{"noise", required_argument, NULL, O_NOISE},
 	{"output", required_argument, NULL, 'o'},
+	{"prompt", required_argument, NULL, O_PROMPT},
 	{"quiet", no_argument, NULL, 'q'},
 	{"seed", required_argument, NULL, O_SEED},
 	{"zstd", required_argument, NULL, O_ZSTD},
@@ -102,6 +113,8 @@ static int parse(int argc, char **argv, struct opts *o, struct cdm_err *err)
 		}
 		case O_DUMP: o->in.dump_noise = optarg; break;
 		case O_NOISE: o->in.noise_path = optarg; break;
+		case O_PROMPT: o->in.prompt = optarg; break;
+		case O_NEGATIVE: o->in.negative_prompt = optarg; break;
 		case O_FRAC:
 			CDM_TRY(cdm_cli_int("--frac-bits", optarg, CDM_FRAC_BITS_MIN,
 					    CDM_FRAC_BITS_MAX, &v, err));
@@ -120,9 +133,11 @@ static int parse(int argc, char **argv, struct opts *o, struct cdm_err *err)
 	if (!o->prefix)
 		return cdm_fail(err, CDM_EINPUT, "-o PREFIX is required");
 	if (!o->input && (o->in.nlabels || o->in.batch || o->in.has_seed || o->in.noise_path ||
-			  o->in.dump_noise))
-		return cdm_fail(err, CDM_EINPUT, "--label, --batch, --seed, --noise and "
-				"--dump-noise need --input");
+			  o->in.dump_noise || o->in.prompt || o->in.negative_prompt))
+		return cdm_fail(err, CDM_EINPUT, "--label, --batch, --seed, --noise, "
+				"--dump-noise and --prompt need --input");
+	if (o->in.negative_prompt && !o->in.prompt)
+		return cdm_fail(err, CDM_EINPUT, "--negative-prompt needs --prompt");
 	return 0;
 }
 

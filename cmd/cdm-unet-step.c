@@ -23,7 +23,7 @@
 
 #define PROG "cdm-unet-step"
 #define SYNOPSIS                                                                        \
-	PROG " -m MODEL_DIR -t T [--label N[,N...] | --context CTX] "                   \
+	PROG " -m MODEL_DIR -t T [--label N[,N...] | --context CTX [--guidance S]] "                   \
 	     "[--sampler ddpm|ddim|dpmpp] [--steps N] [--eta E] [--noise Z.safetensors] " \
 	     "[--eps] [-o OUT] [INPUT]"
 #define MAXB 1024
@@ -46,6 +46,9 @@ static const char help[] =
 	"      --label N[,N]   class label(s): one per batch element or one for all\n"
 	"      --context CTX   UNet2DConditionModel: tensor `ctx` [B,L,D] of CTX is\n"
 	"                      encoder_hidden_states (e.g. from --text-encode)\n"
+	"      --guidance S    classifier-free guidance: CTX holds [uncond; cond] (batch 2\n"
+	"                      or 2B) for x [B,...]; eps = eps_u + S (eps_c - eps_u);\n"
+	"                      S <= 1: the cond context alone (as diffusers)\n"
 	"      --sampler S     ddpm, ddim (default) or dpmpp (DPM-Solver++ 2M)\n"
 	"      --steps N       inference steps (default: ddpm all, ddim 50, dpmpp 20)\n"
 	"      --eta E         DDIM eta (default 0; > 0 needs --noise)\n"
@@ -54,7 +57,8 @@ static const char help[] =
 	"      --eps           write the model output `eps` instead of a step\n"
 	"      --timesteps     print the sampler's timesteps, one per line, and exit\n"
 	"      --vae-decode    AutoencoderKL.decode of tensor `z` (already divided by the\n"
-	"                      scaling factor) -> `x`, not clamped\n"
+	"                      scaling factor; or of sampler latents `x`, divided here)\n"
+	"                      -> `x`, not clamped\n"
 	"      --text-encode   CLIPTextModel last_hidden_state of int64 `ids` [B,L] -> `ctx`\n"
 	"      --tokenize      CLIP BPE ids of each PROMPT -> int64 `ids` [P,77]\n"
 	"                      (the -m folders may also be an SD pipeline folder)\n"
@@ -75,7 +79,8 @@ struct opts {
 	char **prompts;
 	int nprompts;
 	int64_t t[MAXB], labels[MAXB];
-	int nt, nlabels, eps_only, list, steps_set;
+	int nt, nlabels, eps_only, list, steps_set, guided;
+	double guidance; /* --guidance S (with guided) */
 	long long steps;
 	double eta;
 	enum cdm_sampler_kind kind;
@@ -186,6 +191,21 @@ static int load_unet(const struct opts *o, cdm_nn *nn, cdm_unet **u, cdm_unet_co
 		    : cdm_unet_load(u, nn, o->model, paths, err);
 }
 
+/* --guidance: ctx [2,L,D] or [2B,L,D] = [uncond; cond] becomes [2B,L,D]. */
+static int guide_ctx(const struct opts *o, cdm_nn *nn, const cdm_tensor *x, cdm_tensor **ctx,
+		     struct cdm_err *err)
+{
+	cdm_tensor *c2 = NULL;
+	int rc = cdm_sd_expand_ctx(nn, *ctx, x->dim[0], &c2, err);
+	if (rc < 0) {
+		cdm_err_prefix(err, "%s: ", o->context);
+		return rc;
+	}
+	cdm_nn_free(nn, *ctx);
+	*ctx = c2;
+	return 0;
+}
+
 /* --vae-decode, --text-encode, --tokenize: one library call, then an
  * atomic save with signals held. */
 static int run_component(const struct opts *o, struct cdm_err *err)
@@ -234,7 +254,10 @@ static int run(const struct opts *o, struct cdm_err *err)
 		cdm_err_prefix(err, "%s: ", cdm_st_path(in));
 		goto done;
 	}
-	if (uc && (rc = cdm_unet_cond_check_input(uc, 4, x->dim, ctx->ndim, ctx->dim, err)) < 0) {
+	if (uc && o->guided && (rc = guide_ctx(o, nn, x, &ctx, err)) < 0)
+		goto done;
+	int64_t xd[4] = {x->dim[0] * (o->guided ? 2 : 1), x->dim[1], x->dim[2], x->dim[3]};
+	if (uc && (rc = cdm_unet_cond_check_input(uc, 4, xd, ctx->ndim, ctx->dim, err)) < 0) {
 		cdm_err_prefix(err, "%s: ", o->context);
 		goto done;
 	}
@@ -293,7 +316,8 @@ static int run(const struct opts *o, struct cdm_err *err)
 			goto done;
 	}
 	if ((rc = u ? cdm_unet_forward(u, x, t, lab, &eps, err)
-		    : cdm_unet_cond_forward(uc, x, t, ctx, &eps, err)) < 0)
+		: o->guided ? cdm_sd_guided_eps(nn, uc, x, t, ctx, o->guidance, &eps, err)
+			    : cdm_unet_cond_forward(uc, x, t, ctx, &eps, err)) < 0)
 		goto done;
 	if (o->eps_only) {
 		rc = write_out(nn, o->output, "eps", eps, NULL, o, err);
@@ -324,6 +348,7 @@ int main(int argc, char **argv)
 	static const struct option lo[] = {
 		{"context", required_argument, 0, 'c'},
 		{"eps", no_argument, 0, 'E'},      {"eta", required_argument, 0, 'e'},
+		{"guidance", required_argument, 0, 'G'},
 		{"help", no_argument, 0, 'h'},     {"label", required_argument, 0, 'l'},
 		{"model", required_argument, 0, 'm'}, {"noise", required_argument, 0, 'z'},
 		{"output", required_argument, 0, 'o'}, {"quiet", no_argument, 0, 'q'},
@@ -342,6 +367,7 @@ int main(int argc, char **argv)
 		case 'c': o.context = optarg; break;
 		case 'E': o.eps_only = 1; break;
 		case 'e': rc = cdm_cli_double("--eta", optarg, 0, 1000, &o.eta, &err), eta_set = 1; break;
+		case 'G': rc = cdm_cli_double("--guidance", optarg, -1000, 1000, &o.guidance, &err), o.guided = 1; break;
 		case 'h': fputs(help, stdout); return 0;
 		case 'l':
 			rc = cdm_cli_int_list("--label", optarg, 0, 1 << 30, o.labels, MAXB, &o.nlabels, &err);
@@ -392,12 +418,14 @@ int main(int argc, char **argv)
 	if (optind < argc)
 		return cdm_cli_usage_error(PROG, SYNOPSIS, "more than one INPUT");
 	if (o.mode != MODE_STEP) {
-		if (o.nt || o.context || o.nlabels || o.list || o.noise || o.eps_only)
+		if (o.nt || o.context || o.nlabels || o.list || o.noise || o.eps_only || o.guided)
 			return cdm_cli_usage_error(PROG, SYNOPSIS, "--vae-decode and --text-encode "
 						   "take only -m, -o and INPUT");
 		int rc = run_component(&o, &err);
 		return rc < 0 ? cdm_cli_fail(PROG, &err) : 0;
 	}
+	if (o.guided && !o.context && !o.list)
+		return cdm_cli_usage_error(PROG, SYNOPSIS, "--guidance needs --context CTX");
 	if (eta_set && o.kind != CDM_SAMPLER_DDIM && o.eta != 0)
 		return cdm_cli_usage_error(PROG, SYNOPSIS, "--eta applies to --sampler ddim only");
 	int rc;

@@ -7,13 +7,13 @@
 # Options of each tool (and of each cdm-bench subcommand).
 _cdm_opts() {
 	case "$1" in
-	cdm-share) echo "-o --output --input --label --batch --seed --dump-noise --noise
+	cdm-share) echo "-o --output --input --label --prompt --negative-prompt --batch --seed --dump-noise --noise
 		--frac-bits --zstd -q --quiet -h --help" ;;
 	cdm-party) echo "-i --id -p --peers -m --model -x --input -o --output --sampler --steps
 		--eta --protocols --tls-cert --tls-key --tls-ca --timeout --stats --checkpoint
-		--checkpoint-every --resume --public-model -q --quiet -h --help" ;;
+		--checkpoint-every --resume --public-model --guidance -q --quiet -h --help" ;;
 	cdm-reveal) echo "-o --output --psnr --summary -q --quiet -h --help" ;;
-	cdm-unet-step) echo "-m --model -t --timestep --label --context --sampler --steps --eta
+	cdm-unet-step) echo "-m --model -t --timestep --label --context --guidance --sampler --steps --eta
 		--noise --eps --timesteps --vae-decode --text-encode --tokenize -o --output
 		-q --quiet -h --help" ;;
 	cdm-bench:ops) echo "--n --reps --protocols --ops --json -h --help" ;;
@@ -47,7 +47,8 @@ _cdm_complete() {
 	-o|--output|-x|--input|--noise|--dump-noise|--stats|--tls-cert|--tls-key|--tls-ca|--context|--psnr)
 		COMPREPLY=($(compgen -f -- "$cur")); return ;;
 	-t|--timestep|--label|--batch|--seed|--frac-bits|--zstd|--steps|--eta|--timeout|\
-	--checkpoint-every|-p|--peers|--n|--reps|--runs|--max-elems)
+	--checkpoint-every|-p|--peers|--n|--reps|--runs|--max-elems|--guidance|--prompt|\
+	--negative-prompt)
 		return ;; # a value the user types
 	esac
 	local key=$tool

@@ -15,6 +15,7 @@
 #include "../prg/prg.h"
 #include "../ring/ring.h"
 #include "ckpt.h"
+#include "sample_impl.h"
 
 #include <openssl/evp.h>
 
@@ -562,6 +563,9 @@ int cdm_sample_run(cdm_mpc *m, cdm_share *model, cdm_share *input,
 	r.last_ckpt = -1;
 	if (o->steps < 1)
 		return cdm_fail(err, CDM_EINPUT, "steps %lld: need at least 1", (long long)o->steps);
+	if ((model && cdm_share_meta(model, CDM_SD_PIPELINE_KEY)) ||
+	    (input && cdm_share_meta(input, CDM_SD_PIPELINE_KEY))) /* Stable Diffusion */
+		return cdm_sample_sd_run(m, model, input, o, res, err);
 	if (o->checkpoint_every < 0)
 		return cdm_fail(err, CDM_EINPUT, "checkpoint every %lld steps: need at least 1",
 				(long long)o->checkpoint_every);
@@ -614,4 +618,29 @@ int cdm_sample_write_output(const char *path, int party, int frac_bits,
 		rc = cdm_share_writer_save(w, path, 0, err);
 	cdm_share_writer_free(w);
 	return rc;
+}
+
+/* ---- for the Stable Diffusion loop (sample_impl.h) -------------------------------- */
+
+int cdm_sample_agree(cdm_mpc *m, const char *digest, struct cdm_err *err)
+{
+	_Static_assert(CDM_SAMPLE_DIGEST_LEN == DIGEST_LEN, "digest length");
+	return agree(m, digest, err);
+}
+
+int cdm_sample_input_tensor(cdm_nn *nn, cdm_share *in, const char *name, int ndim,
+			    const int64_t *shape, int integer, cdm_tensor **out,
+			    struct cdm_err *err)
+{
+	return input_tensor(nn, in, name, ndim, shape, integer, out, err);
+}
+
+void cdm_sample_add_costs(struct cdm_sample_result *res, const cdm_mpc *m, const char *skip)
+{
+	add_costs(res, m, skip);
+}
+
+int cdm_sample_parse_shape(const cdm_share *in, int64_t shape[4], struct cdm_err *err)
+{
+	return parse_shape(in, shape, err);
 }

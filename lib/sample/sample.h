@@ -56,7 +56,11 @@ struct cdm_share_opts {
 /* MODEL_DIR (a diffusers folder) -> prefix.0, prefix.1, prefix.2. Every
  * weight tensor is encoded (NaN/Inf: an error naming the tensor) and split
  * x = x0 + x1 + x2 with x0, x1 uniform; file i holds (x_i, x_{i+1}). The
- * three files appear together or not at all (temporaries, then renames). */
+ * three files appear together or not at all (temporaries, then renames).
+ * A Stable Diffusion pipeline folder (model_index.json, UNet2DConditionModel)
+ * gives one share per party of the UNet, the VAE decoder and the text
+ * encoder, with the configs, scheduler and tokenizer as public metadata
+ * (layout: sd_share.c); cdm_sample_run then runs the SD loop (sd_sample.c). */
 int cdm_sample_share_model(const char *model_dir, const char *prefix,
 			   const struct cdm_share_opts *o, struct cdm_err *err);
 
@@ -69,10 +73,19 @@ struct cdm_input_spec {
 	const char *noise_path;   /* x_T from tensor `x` (or the only tensor) of this
 				   * F32 safetensors file */
 	const char *dump_noise;   /* with has_seed: also write x_T (tensor `x`) here */
+	const char *prompt;       /* Stable Diffusion: the prompt (tokenized here,
+				   * shared as integer one-hot ids), or NULL */
+	const char *negative_prompt; /* SD: the unconditional prompt (NULL: "") */
 };
 
 /* The user's input (model: a model folder, or a model share file, for the
- * public config only) -> prefix.0/.1/.2 input shares. */
+ * public config only) -> prefix.0/.1/.2 input shares. For a Stable
+ * Diffusion pipeline (folder or share) the input is a prompt: input shares
+ * then hold, besides "shape" (of the latents x_T) and the optional
+ * "noise", tensor "ids" [2L,V]: the integer one-hot token ids of the
+ * negative prompt (rows 0..L-1) and of the prompt (rows L..2L-1), L the
+ * tokenizer length, V the text encoder's vocabulary; metadata "pipeline"
+ * "stable-diffusion" and "prompt_len" L. One prompt serves the batch. */
 int cdm_sample_share_input(const char *model, const char *prefix,
 			   const struct cdm_input_spec *in, const struct cdm_share_opts *o,
 			   struct cdm_err *err);
@@ -121,6 +134,9 @@ struct cdm_sample_opts {
 	int64_t checkpoint_every;   /* every K completed steps (0 = 5) */
 	int resume;                 /* start from the newest checkpoint step the
 				     * three parties hold in checkpoint_dir */
+	double guidance;            /* Stable Diffusion: classifier-free guidance
+				     * scale (cdm-party's default 7.5); <= 1: the
+				     * prompt alone, as diffusers */
 	/* Called after each step (k = 1..steps); may be NULL. */
 	void (*progress)(void *arg, int64_t k, int64_t steps);
 	void *progress_arg;

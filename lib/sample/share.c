@@ -19,6 +19,7 @@
 #include "../model/config.h"
 #include "../prg/prg.h"
 #include "../ring/ring.h"
+#include "sample_impl.h"
 
 #define CONFIG_LIMIT ((uint64_t)16 << 20)
 
@@ -206,6 +207,8 @@ int cdm_sample_share_model(const char *model_dir, const char *prefix,
 	char id[CDM_SHARE_ID_LEN + 1], *config = NULL, *sched = NULL;
 	cdm_st *st = NULL;
 	struct trio t;
+	if (cdm_sample_sd_is_pipeline(model_dir)) /* Stable Diffusion: sd_share.c */
+		return cdm_sample_sd_share_model(model_dir, prefix, o, err);
 	int frac = frac_of(o, err);
 	if (frac < 0)
 		return frac;
@@ -455,6 +458,9 @@ int cdm_sample_share_input(const char *model, const char *prefix,
 	uint8_t key[CDM_SEED_BYTES];
 	char id[CDM_SHARE_ID_LEN + 1];
 	struct trio t;
+	if (in->prompt || in->negative_prompt || cdm_sample_sd_is_pipeline(model) ||
+	    cdm_sample_sd_is_share(model)) /* Stable Diffusion: sd_share.c */
+		return cdm_sample_sd_share_input(model, prefix, in, o, err);
 	int frac = frac_of(o, err);
 	if (frac < 0)
 		return frac;
@@ -481,5 +487,50 @@ int cdm_sample_share_input(const char *model, const char *prefix,
 	cdm_free(pi.seed_x);
 	cdm_free(pi.onehot);
 	cdm_free(pi.noise);
+	return rc;
+}
+
+/* ---- for the Stable Diffusion files (sample_impl.h) ------------------------------------ */
+
+int cdm_sample_split(const uint8_t key[CDM_SEED_BYTES], size_t t, const uint64_t *x, size_t n,
+		     int p, uint64_t *a, uint64_t *b, struct cdm_err *err)
+{
+	return split(key, t, x, n, p, a, b, err);
+}
+
+int cdm_sample_run_key(const struct cdm_share_opts *o, uint8_t key[CDM_SEED_BYTES],
+		       struct cdm_err *err)
+{
+	return run_key(o, key, err);
+}
+
+int cdm_sample_frac(const struct cdm_share_opts *o, struct cdm_err *err)
+{
+	return frac_of(o, err);
+}
+
+int cdm_sample_encode(const cdm_st *st, const struct cdm_st_tensor *t, int frac, uint64_t *out,
+		      float *tmp, const char *file, struct cdm_err *err)
+{
+	return encode_tensor(st, t, frac, out, tmp, file, err);
+}
+
+int cdm_sample_write_trio(const char *prefix,
+			  int (*fill)(void *arg, int p, const char *id, const char *path,
+				      struct cdm_err *err),
+			  void *arg, struct cdm_err *err)
+{
+	char id[CDM_SHARE_ID_LEN + 1];
+	struct trio t;
+	CDM_TRY(cdm_share_new_id(id, err));
+	CDM_TRY(trio_init(&t, prefix, id, err));
+	int rc = 0;
+	for (int i = 0; rc == 0 && i < 3; i++) {
+		rc = fill(arg, i, id, t.tmp[i], err);
+		t.saved[i] = rc == 0;
+	}
+	if (rc == 0)
+		return trio_commit(&t, err);
+	trio_abort(&t);
 	return rc;
 }

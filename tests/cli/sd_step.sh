@@ -55,6 +55,9 @@ has "$T/ctx2.st" '"ctx":{"dtype":"F32","shape":\[2,77,8\]'
 $BIN -m "$P" -t 500,20 --eps --context "$T/ctx2.st" -o "$T/eps2.st" \
 	$G/u_fasttest/io.safetensors || bad "pipeline: --context"
 $BIN --vae-decode -m "$P" -o "$T/img2.st" $G/v_fasttest/io.safetensors || bad "pipeline: vae"
+# sampler latents `x` (no `z`) are divided by scaling_factor and decoded
+$BIN --vae-decode -m "$P" -o "$T/img3.st" $G/u_fasttest/io.safetensors || bad "vae of latents x"
+has "$T/img3.st" '"x":{"dtype":"F32","shape":\[2,3,16,16\]'
 
 # errors
 one_line_error $BIN -m $G/u_fasttest -t 980 -o "$T/e.st" $G/u_fasttest/io.safetensors
@@ -72,8 +75,8 @@ one_line_error $BIN -m $G/u_fasttest -t 980 --label 1 --context "$T/ctx.st" -o "
 one_line_error $BIN -m tests/golden/f_classes -t 980 --label 1 --context "$T/ctx.st" \
 	-o "$T/e.st" tests/golden/f_classes/io.safetensors
 expect_msg 'not a UNet2DConditionModel'
-one_line_error $BIN --vae-decode -m $G/v_fasttest -o "$T/e.st" $G/u_fasttest/io.safetensors
-expect_msg "no tensor 'z'"
+one_line_error $BIN --vae-decode -m $G/v_fasttest -o "$T/e.st" "$T/ids.st"
+expect_msg "no tensor 'z' (nor sampler latents 'x')"
 one_line_error $BIN --vae-decode -m $G/v_fasttest -o "$T/e.st" "$T/ctx.st"
 one_line_error $BIN --vae-decode -m $G/u_fasttest -o "$T/e.st" $G/v_fasttest/io.safetensors
 expect_msg "AutoencoderKL"

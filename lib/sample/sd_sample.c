@@ -1,0 +1,296 @@
+/*
+ * sample/sd_sample: the party side for Stable Diffusion pipeline shares
+ * (cdm_sample_run dispatches here when the model share carries
+ * "pipeline" = "stable-diffusion"; layout in sd_share.c and sample.h).
+ *
+ * The run, all on shares:
+ *   1. agreement (one round): model and input sharings, sampler, steps,
+ *      eta, protocols, fraction bits and the guidance scale;
+ *   2. text encoding: the CLIP text encoder on the secret one-hot ids of
+ *      [negative prompt; prompt] in one batch of 2 -> ctx [2,L,D], expanded
+ *      to [2B,L,D] = [uncond x B; cond x B] (local copies);
+ *   3. x_T: the user's latents from the input share, or joint noise;
+ *   4. per step: eps = UNet([x; x], t, ctx) split into eps_u, eps_c and
+ *      combined as eps_u + s (eps_c - eps_u) (lib/model/sd_pipe.h, the same
+ *      code as cdm-unet-step --guidance), then the sampler update; with
+ *      s <= 1 the prompt alone, batch B (diffusers does no guidance then);
+ *   5. the VAE decoder on x / scaling_factor -> the image share [B,C,H,W].
+ * Unlike the UNet2DModel loop every step runs on the caller's session: SD
+ * runs do not support checkpoints (refused with a clear error), so the
+ * per-step sessions that make resumed runs repeatable are not needed.
+ * Public-model mode is refused too (it binds one plaintext weight file).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../model/clip.h"
+#include "../model/sd_config.h"
+#include "../model/sd_pipe.h"
+#include "../model/unet_cond.h"
+#include "../model/vae.h"
+#include "../nn/secure.h"
+#include "../ring/ring.h"
+#include "sample_impl.h"
+
+struct sd_run {
+	cdm_mpc *m;
+	cdm_nn *nn;
+	cdm_unet_cond *unet;
+	cdm_vae *vae;
+	cdm_clip *clip;
+	cdm_sampler *sampler;
+	cdm_noise *noise;
+	cdm_tensor *x, *x0_prev, *ctx; /* latents [B,C,h,w], DPM++ history, [2B,L,D] */
+	int64_t shape[4];              /* latents */
+	int64_t len;                   /* tokens per prompt */
+	uint8_t seed[CDM_SEED_BYTES];
+	const struct cdm_sample_opts *o;
+	struct cdm_sample_result *res;
+};
+
+static void sd_free(struct sd_run *r)
+{
+	if (r->nn) {
+		cdm_nn_free(r->nn, r->x);
+		cdm_nn_free(r->nn, r->x0_prev);
+		cdm_nn_free(r->nn, r->ctx);
+	}
+	cdm_unet_cond_free(r->unet);
+	cdm_vae_free(r->vae);
+	cdm_clip_free(r->clip);
+	cdm_sampler_free(r->sampler);
+	cdm_noise_free(r->noise);
+	cdm_nn_secure_free(r->nn);
+	memset(r->seed, 0, sizeof r->seed);
+}
+
+/* A JSON text of the model share's metadata, parsed by `parse`. */
+#define META(sh, key, parse, cfg)                                                           \
+	do {                                                                                \
+		const char *t_ = cdm_share_meta(sh, key);                                   \
+		char what_[CDM_PATH_MAX + 32];                                              \
+		if (!t_)                                                                    \
+			return cdm_fail(err, CDM_EINPUT, "%s: no %s metadata", (sh)->path, key); \
+		snprintf(what_, sizeof what_, "%s: %s", (sh)->path, key);                   \
+		CDM_TRY(parse(cfg, t_, strlen(t_), what_, err));                            \
+	} while (0)
+
+/* Refusals first, then the run digest every party must share. */
+static int sd_agree(struct sd_run *r, cdm_share *model, cdm_share *input, struct cdm_err *err)
+{
+	const struct cdm_sample_opts *o = r->o;
+	int frac = cdm_mpc_frac(r->m);
+	if (o->public_model)
+		return cdm_fail(err, CDM_EINPUT, "--public-model is not supported for Stable "
+				"Diffusion pipelines (give the model share with --model)");
+	if (o->checkpoint_dir || o->resume)
+		return cdm_fail(err, CDM_EINPUT, "--checkpoint/--resume are not supported for "
+				"Stable Diffusion pipelines");
+	if (!model)
+		return cdm_fail(err, CDM_EINPUT, "no model share");
+	const char *mv = cdm_share_meta(model, CDM_SD_PIPELINE_KEY);
+	if (!mv || strcmp(mv, CDM_SD_PIPELINE_VALUE) != 0)
+		return cdm_fail(err, CDM_EINPUT, "%s: a prompt input share, but %s is not the share "
+				"of a Stable Diffusion pipeline", input->path, model->path);
+	CDM_TRY(cdm_sample_check_share(model, cdm_mpc_id(r->m), "model", err));
+	CDM_TRY(cdm_sample_check_share(input, cdm_mpc_id(r->m), "input", err));
+	if (model->frac_bits != frac || input->frac_bits != frac)
+		return cdm_fail(err, CDM_EINPUT, "%s has %d fraction bits and %s %d; the session "
+				"uses %d", model->path, model->frac_bits, input->path,
+				input->frac_bits, frac);
+	const char *pv = cdm_share_meta(input, CDM_SD_PIPELINE_KEY);
+	if (!pv || strcmp(pv, CDM_SD_PIPELINE_VALUE) != 0)
+		return cdm_fail(err, CDM_EINPUT, "%s: not a prompt input share, but %s is a Stable "
+				"Diffusion pipeline (cdm-share --input --prompt ...)", input->path,
+				model->path);
+	CDM_TRY(cdm_sample_parse_shape(input, r->shape, err));
+	const char *lv = cdm_share_meta(input, "prompt_len");
+	long long len = lv ? strtoll(lv, NULL, 10) : 0;
+	if (len < 1 || len > 4096)
+		return cdm_fail(err, CDM_EINPUT, "%s: missing or bad 'prompt_len' metadata",
+				input->path);
+	r->len = len;
+	char d[CDM_SAMPLE_DIGEST_LEN] = {0};
+	snprintf(d, sizeof d,
+		 "model_sharing=%s input_sharing=%s sampler=%s steps=%lld eta=%.17g protocols=%s "
+		 "frac_bits=%d guidance=%.17g",
+		 model->sharing_id, input->sharing_id, cdm_sampler_kind_name(o->sampler),
+		 (long long)o->steps, o->eta, cdm_suite_name(o->suite), frac, o->guidance);
+	cdm_mpc_set_label(r->m, "setup");
+	return cdm_sample_agree(r->m, d, err);
+}
+
+/* Configs from the share, the sampler, and the three models bound to it. */
+static int sd_setup(struct sd_run *r, cdm_share *model, struct cdm_err *err)
+{
+	const struct cdm_sample_opts *o = r->o;
+	struct cdm_unet_cond_config uc;
+	struct cdm_vae_config vc;
+	struct cdm_clip_config cc;
+	struct cdm_sched_config sc;
+	META(model, "config", cdm_unet_cond_config_parse, &uc);
+	META(model, "vae_config", cdm_vae_config_parse, &vc);
+	META(model, "text_encoder_config", cdm_clip_config_parse, &cc);
+	const char *s = cdm_share_meta(model, "scheduler_config");
+	char what[CDM_PATH_MAX + 32];
+	snprintf(what, sizeof what, "%s: scheduler_config", model->path);
+	if (s)
+		CDM_TRY(cdm_sched_config_parse(&sc, o->sampler, s, strlen(s), what, err));
+	else
+		cdm_sched_config_default(&sc, o->sampler);
+	int rc = sc.thresholding ? cdm_fail(err, CDM_EINPUT, "%s: thresholding=true is not "
+					    "supported on shares", what)
+				 : cdm_sampler_new(&r->sampler, &sc, o->sampler, o->steps, o->eta, err);
+	cdm_sched_config_clear(&sc);
+	CDM_TRY(rc);
+	CDM_TRY(cdm_nn_secure_new(&r->nn, r->m, o->suite, err));
+	CDM_TRY(cdm_nn_secure_bind(r->nn, model, err));
+	if ((rc = cdm_unet_cond_new(&r->unet, r->nn, &uc, err)) < 0 ||
+	    (rc = cdm_vae_new(&r->vae, r->nn, &vc, err)) < 0 ||
+	    (rc = cdm_clip_new(&r->clip, r->nn, &cc, err)) < 0) {
+		cdm_err_prefix(err, "%s: ", model->path);
+		return rc;
+	}
+	int64_t ctxd[3] = {2 * r->shape[0], r->len, cdm_unet_cond_ctx_dim(r->unet)};
+	int64_t x2[4] = {2 * r->shape[0], r->shape[1], r->shape[2], r->shape[3]};
+	if ((rc = cdm_unet_cond_check_input(r->unet, 4, x2, 3, ctxd, err)) < 0 ||
+	    (rc = cdm_vae_check_input(r->vae, 4, r->shape, err)) < 0)
+		cdm_err_prefix(err, "%s: ", model->path);
+	if (rc == 0 && cc.hidden_size != ctxd[2])
+		rc = cdm_fail(err, CDM_EINPUT, "%s: the text encoder's width %lld is not the UNet's "
+			      "cross_attention_dim %lld", model->path, (long long)cc.hidden_size,
+			      (long long)ctxd[2]);
+	return rc;
+}
+
+/* This party's seed (as lib/sample's UNet loop), then x_T: the user's
+ * latents, or joint noise (sub-stream 0). */
+static int sd_noise(struct sd_run *r, cdm_share *input, struct cdm_err *err)
+{
+	const struct cdm_sample_opts *o = r->o;
+	if (o->party_seed)
+		memcpy(r->seed, o->party_seed, CDM_SEED_BYTES);
+	else if (o->noise_seed)
+		cdm_prg_derive(o->noise_seed, "party-seed", (uint64_t)cdm_mpc_id(r->m), r->seed);
+	else
+		CDM_TRY(cdm_seed_random(r->seed, err));
+	CDM_TRY(cdm_noise_new(&r->noise, r->m, r->seed, err));
+	if (cdm_share_find(input, "noise"))
+		return cdm_sample_input_tensor(r->nn, input, "noise", 4, r->shape, 0, &r->x, err);
+	cdm_shr s = {0};
+	size_t n = (size_t)(r->shape[0] * r->shape[1] * r->shape[2] * r->shape[3]);
+	cdm_mpc_set_label(r->m, "noise");
+	int rc = cdm_noise_seek(r->noise, 0, err);
+	if (rc == 0)
+		rc = cdm_noise_draw(r->noise, &s, n, err);
+	if (rc == 0)
+		rc = cdm_nn_secure_wrap(r->nn, 4, r->shape, &s, 0, &r->x, err);
+	cdm_shr_free(&s);
+	return rc;
+}
+
+/* ctx [2B,L,D] from the secret ids of [negative prompt; prompt]. */
+static int sd_encode(struct sd_run *r, cdm_share *input, struct cdm_err *err)
+{
+	cdm_tensor *ids = NULL, *ctx2 = NULL;
+	int64_t d[2] = {2 * r->len, cdm_clip_config(r->clip)->vocab_size};
+	int rc = cdm_sample_input_tensor(r->nn, input, "ids", 2, d, 1, &ids, err);
+	if (rc == 0)
+		rc = cdm_clip_forward(r->clip, ids, 2, r->len, &ctx2, err);
+	if (rc == 0)
+		rc = cdm_sd_expand_ctx(r->nn, ctx2, r->shape[0], &r->ctx, err);
+	cdm_nn_free(r->nn, ids);
+	cdm_nn_free(r->nn, ctx2);
+	cdm_clip_free(r->clip); /* its weights are no longer needed */
+	r->clip = NULL;
+	return rc;
+}
+
+static int sd_step(struct sd_run *r, int64_t k, struct cdm_err *err)
+{
+	struct cdm_step_coefs c;
+	cdm_tensor *eps = NULL, *z = NULL, *next = NULL, *x0 = NULL;
+	double t[CDM_SAMPLE_MAX_BATCH];
+	CDM_TRY(cdm_sampler_coefs(r->sampler, k, &c, err));
+	for (int64_t b = 0; b < r->shape[0]; b++)
+		t[b] = (double)c.t;
+	int rc = cdm_sd_guided_eps(r->nn, r->unet, r->x, t, r->ctx, r->o->guidance, &eps, err);
+	if (rc == 0 && c.needs_noise) { /* DDPM, DDIM eta > 0: joint noise, sub-stream k+1 */
+		cdm_shr s = {0};
+		size_t n = (size_t)(r->shape[0] * r->shape[1] * r->shape[2] * r->shape[3]);
+		cdm_mpc_set_label(r->m, "noise");
+		if ((rc = cdm_noise_seek(r->noise, (uint64_t)k + 1, err)) == 0 &&
+		    (rc = cdm_noise_draw(r->noise, &s, n, err)) == 0)
+			rc = cdm_nn_secure_wrap(r->nn, 4, r->shape, &s, 0, &z, err);
+		cdm_shr_free(&s);
+	}
+	if (rc == 0) {
+		cdm_nn_secure_set_phase(r->nn, "sampler");
+		rc = cdm_sampler_step(r->sampler, r->nn, k, r->x, eps, z, r->x0_prev, &next, &x0,
+				      err);
+		cdm_nn_secure_set_phase(r->nn, NULL);
+	}
+	if (rc == 0) {
+		cdm_nn_free(r->nn, r->x);
+		cdm_nn_free(r->nn, r->x0_prev);
+		r->x = next;
+		r->x0_prev = x0;
+	}
+	cdm_nn_free(r->nn, eps);
+	cdm_nn_free(r->nn, z);
+	return rc;
+}
+
+/* image = VAE decoder(x / scaling_factor) into res. */
+static int sd_decode(struct sd_run *r, struct cdm_err *err)
+{
+	cdm_tensor *z = NULL, *img = NULL;
+	double sf = cdm_vae_config(r->vae)->scaling_factor;
+	int rc = cdm_nn_scale(r->nn, r->x, 1.0 / sf, 0, &z, err);
+	if (rc == 0)
+		rc = cdm_vae_decode(r->vae, z, &img, err);
+	if (rc == 0)
+		rc = cdm_shr_copy(&r->res->x, cdm_nn_secure_shr(img), err);
+	if (rc == 0)
+		memcpy(r->res->shape, img->dim, sizeof r->res->shape);
+	cdm_nn_free(r->nn, z);
+	cdm_nn_free(r->nn, img);
+	return rc;
+}
+
+int cdm_sample_sd_run(cdm_mpc *m, cdm_share *model, cdm_share *input,
+		      const struct cdm_sample_opts *o, struct cdm_sample_result *res,
+		      struct cdm_err *err)
+{
+	struct sd_run r;
+	memset(&r, 0, sizeof r);
+	r.m = m, r.o = o, r.res = res;
+	int rc = sd_agree(&r, model, input, err);
+	if (rc == 0)
+		snprintf(res->model_id, sizeof res->model_id, "%s", model->sharing_id);
+	if (rc == 0)
+		rc = sd_setup(&r, model, err);
+	if (rc == 0)
+		rc = sd_noise(&r, input, err);
+	if (rc == 0)
+		rc = sd_encode(&r, input, err);
+	int64_t steps = rc == 0 ? cdm_sampler_steps(r.sampler) : 0;
+	for (int64_t k = 0; rc == 0 && k < steps; k++) {
+		rc = sd_step(&r, k, err);
+		if (rc == 0 && o->progress)
+			o->progress(o->progress_arg, k + 1, steps);
+	}
+	if (rc == 0)
+		rc = sd_decode(&r, err);
+	if (rc == 0) { /* the output's sharing id: common to the three parties */
+		uint8_t idb[CDM_SHARE_ID_LEN / 2];
+		cdm_prg_bytes(cdm_mpc_common_prg(m), idb, sizeof idb);
+		for (size_t i = 0; i < sizeof idb; i++)
+			snprintf(res->sharing_id + 2 * i, 3, "%02x", idb[i]);
+	}
+	cdm_mpc_set_label(m, "other");
+	cdm_sample_add_costs(res, m, NULL);
+	sd_free(&r);
+	return rc;
+}
