@@ -9,6 +9,7 @@
 #include <malloc.h>
 #endif
 
+#include "../ring/pool.h"
 #include "../ring/ring.h"
 
 /* ---- small helpers --------------------------------------------------------- */
@@ -116,18 +117,63 @@ int mpc_same(const cdm_shr *x, const cdm_shr *y, const char *what, struct cdm_er
 	return 0;
 }
 
-int mpc_zero_add(cdm_mpc *m, uint64_t *z, size_t n, struct cdm_err *err)
+/* z[0..n) += zero-share words: PRG_self - PRG_next, in stack chunks (no
+ * heap traffic). Chunks are even-sized, so each stream advances by
+ * ceil(n/2) blocks exactly as one call of n words would. */
+static void zero_add_range(cdm_prg *self, cdm_prg *next, uint64_t *z, size_t n)
 {
 	enum { CHUNK = 4096 };
 	uint64_t p[CHUNK], q[CHUNK];
 	for (size_t k0 = 0; k0 < n; k0 += CHUNK) {
 		size_t c = n - k0 < CHUNK ? n - k0 : CHUNK;
-		cdm_prg_u64(&m->zero_self, p, c);
-		cdm_prg_u64(&m->zero_next, q, c);
+		cdm_prg_u64(self, p, c);
+		cdm_prg_u64(next, q, c);
 		for (size_t k = 0; k < c; k++)
 			z[k0 + k] += p[k] - q[k];
 	}
-	(void)err;
+}
+
+struct zero_job {
+	cdm_mpc *m;
+	uint64_t *z;
+	size_t n;
+	int failed[CDM_THREADS_MAX];
+};
+
+/* One part of a large zero-add: readers of both streams opened at the
+ * part's first block (parts start on even words, two words per block). */
+static void zero_part(void *arg, int part, int nparts)
+{
+	struct zero_job *j = arg;
+	size_t lo, hi;
+	cdm_ring_part(j->n, 2, part, nparts, &lo, &hi);
+	cdm_prg self = {0}, next = {0};
+	struct cdm_err e = {0};
+	if (cdm_prg_open_at(&self, &j->m->zero_self, lo / 2, &e) < 0 ||
+	    cdm_prg_open_at(&next, &j->m->zero_next, lo / 2, &e) < 0)
+		j->failed[part] = 1;
+	else
+		zero_add_range(&self, &next, j->z + lo, hi - lo);
+	cdm_prg_free(&self);
+	cdm_prg_free(&next);
+}
+
+/* Zero-adds of at least this many words use the --threads pool. */
+#define ZERO_PAR_MIN ((size_t)1 << 15)
+
+int mpc_zero_add(cdm_mpc *m, uint64_t *z, size_t n, struct cdm_err *err)
+{
+	if (n < ZERO_PAR_MIN || cdm_ring_threads() == 1) {
+		zero_add_range(&m->zero_self, &m->zero_next, z, n);
+		return 0;
+	}
+	struct zero_job j = {.m = m, .z = z, .n = n};
+	cdm_ring_parallel(zero_part, &j);
+	for (int i = 0; i < CDM_THREADS_MAX; i++)
+		if (j.failed[i])
+			return cdm_fail(err, CDM_EINTERNAL, "mpc: cannot set up a PRG reader");
+	cdm_prg_skip(&m->zero_self, (n + 1) / 2);
+	cdm_prg_skip(&m->zero_next, (n + 1) / 2);
 	return 0;
 }
 
