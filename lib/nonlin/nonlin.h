@@ -123,7 +123,8 @@ int cdm_nl_norm_rows(cdm_mpc *m, enum cdm_suite s, cdm_shr *out, const cdm_shr *
  * and beta given per element (n = rows*cols each; NULL = 1 and 0). The
  * product with gamma rides in the round of the squares and the final
  * product, so the affine map costs no round of its own (the caller's
- * norm, mul_trunc, add costs 3 more rounds). Domain: |gamma| < 8. */
+ * norm, mul_trunc, add costs 3 more rounds). Domain: |gamma| sqrt(cols) <
+ * 2^(36-F) (F = 20: |gamma| < 1024 for rows of 4096), |d gamma| < 2^(62-2F). */
 int cdm_nl_norm_rows_affine(cdm_mpc *m, enum cdm_suite s, cdm_shr *out, const cdm_shr *x,
 			    size_t rows, size_t cols, double eps, const cdm_shr *gamma,
 			    const cdm_shr *beta, struct cdm_err *err);
