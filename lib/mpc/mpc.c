@@ -177,6 +177,61 @@ int mpc_zero_add(cdm_mpc *m, uint64_t *z, size_t n, struct cdm_err *err)
 	return 0;
 }
 
+int mpc_round_with(cdm_mpc *m, const struct cdm_xfer *x, const struct cdm_xfer *e,
+		   struct cdm_err *err)
+{
+	if (!e)
+		return cdm_net_round(m->net, x, err);
+	struct cdm_xfer j = *x;
+	uint8_t *sb[CDM_PARTIES] = {0}, *rb[CDM_PARTIES] = {0};
+	int rc = 0;
+	for (int p = 0; p < CDM_PARTIES && rc == 0; p++) {
+		if (e->send_len[p]) {
+			j.send_len[p] = x->send_len[p] + e->send_len[p];
+			if (!(sb[p] = cdm_alloc(j.send_len[p], 1, err))) {
+				rc = CDM_ENOMEM;
+				break;
+			}
+			if (x->send_len[p])
+				memcpy(sb[p], x->send[p], x->send_len[p]);
+			memcpy(sb[p] + x->send_len[p], e->send[p], e->send_len[p]);
+			j.send[p] = sb[p];
+		}
+		if (e->recv_len[p]) {
+			j.recv_len[p] = x->recv_len[p] + e->recv_len[p];
+			if (!(rb[p] = cdm_alloc(j.recv_len[p], 1, err))) {
+				rc = CDM_ENOMEM;
+				break;
+			}
+			j.recv[p] = rb[p];
+		}
+	}
+	if (rc == 0)
+		rc = cdm_net_round(m->net, &j, err);
+	for (int p = 0; p < CDM_PARTIES; p++) {
+		if (rc == 0 && rb[p]) {
+			if (x->recv_len[p])
+				memcpy(x->recv[p], rb[p], x->recv_len[p]);
+			memcpy(e->recv[p], rb[p] + x->recv_len[p], e->recv_len[p]);
+		}
+		cdm_free(sb[p]);
+		cdm_free(rb[p]);
+	}
+	return rc;
+}
+
+void mpc_dot_local(const cdm_shr *x, const cdm_shr *y, size_t terms, uint64_t *z)
+{
+	size_t n = x->n / terms;
+	memset(z, 0, n * 8);
+	for (size_t t = 0; t < terms; t++) {
+		const uint64_t *xa = x->a + t * n, *xb = x->b + t * n;
+		const uint64_t *ya = y->a + t * n, *yb = y->b + t * n;
+		for (size_t k = 0; k < n; k++)
+			z[k] += xa[k] * (ya[k] + yb[k]) + xb[k] * ya[k];
+	}
+}
+
 int mpc_mul_local(cdm_mpc *m, uint64_t *z, const cdm_shr *x, const cdm_shr *y,
 		  struct cdm_err *err)
 {
