@@ -19,14 +19,16 @@
 #include "bench/ops.h"
 #include "bench/sd.h"
 #include "common.h"
+#include "ring/pool.h"
 
 #define PROG "cdm-bench"
 #define SYNOPSIS                                                                           \
-	"cdm-bench ops [--n N] [--reps R] [--protocols cdm,spu,cipherdm] [--ops LIST] [--json]\n" \
-	"       cdm-bench gemm [--json]\n"                                                     \
+	"cdm-bench ops [--n N] [--reps R] [--protocols cdm,spu,cipherdm] [--ops LIST]\n"      \
+	"                 [--threads N] [--json]\n"                                            \
+	"       cdm-bench gemm [--threads N] [--json]\n"                                      \
 	"       cdm-bench model -m MODEL [--sampler ddim|ddpm|dpmpp] [--steps N] [--protocols LIST]\n" \
 	"                 [--batch B] [--net loopback|lan|wan] [--runs R] [--label N] [--seed S]\n" \
-	"                 [--keep DIR] [--no-plain] [--timeout SEC] [--json] [-q]\n"            \
+	"                 [--keep DIR] [--no-plain] [--timeout SEC] [--threads N] [--json] [-q]\n" \
 	"       cdm-bench sd --estimate [--resolution 256|512] [--net loopback|lan|wan]\n"      \
 	"                 [--protocols S] [--max-elems N] [--json] [-q]"
 
@@ -45,6 +47,8 @@ static void usage(FILE *f)
 		   "  --ops L          comma list of operations (default all: mul, trunc, mul_trunc,\n"
 		   "                   lt, select, relu, max, exp, reciprocal, rsqrt, sigmoid, tanh,\n"
 		   "                   silu, gelu, mish, softplus, softmax, groupnorm)\n"
+		   "  --threads N      threads for large ring GEMMs and PRG expansion (default 1;\n"
+		   "                   model: passed to each cdm-party); results do not change\n"
 		   "  --json           machine-readable output (SPEC section 7)\n"
 		   "  model: -m MODEL  diffusers model folder\n"
 		   "  --sampler S      ddim (default), ddpm or dpmpp; --steps N (sampler default;\n"
@@ -79,6 +83,14 @@ static int split(char *s, char **items, int cap)
 	return n;
 }
 
+/* --threads N for ops and gemm: the pool of this process. */
+static int set_threads(const char *arg, struct cdm_err *err)
+{
+	long long v;
+	CDM_TRY(cdm_cli_int("--threads", arg, 1, CDM_THREADS_MAX, &v, err));
+	return cdm_ring_threads_set((int)v, err);
+}
+
 static void print_json_num(double v)
 {
 	if (v == 0 || (v >= 1e-3 && v < 1e6))
@@ -93,12 +105,13 @@ static int cmd_ops(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'}, {"json", no_argument, NULL, 'j'},
 		{"n", required_argument, NULL, 'n'}, {"ops", required_argument, NULL, 'o'},
 		{"protocols", required_argument, NULL, 'p'}, {"quiet", no_argument, NULL, 'q'},
-		{"reps", required_argument, NULL, 'r'}, {0, 0, 0, 0}};
+		{"reps", required_argument, NULL, 'r'}, {"threads", required_argument, NULL, 't'},
+		{0, 0, 0, 0}};
 	long long n = 100000, reps = 5;
 	int json = 0, quiet = 0, c;
 	char pbuf[256] = "cdm,spu,cipherdm", obuf[512] = "";
 	struct cdm_err err = {0};
-	while ((c = getopt_long(argc, argv, "hjn:o:p:qr:", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hjn:o:p:qr:t:", lo, NULL)) != -1) {
 		switch (c) {
 		case 'h': usage(stdout); return 0;
 		case 'j': json = 1; break;
@@ -111,6 +124,10 @@ static int cmd_ops(int argc, char **argv)
 		case 'q': quiet = 1; break;
 		case 'r':
 			if (cdm_cli_int("--reps", optarg, 5, 1000, &reps, &err) < 0)
+				return cdm_cli_fail(PROG, &err);
+			break;
+		case 't':
+			if (set_threads(optarg, &err) < 0)
 				return cdm_cli_fail(PROG, &err);
 			break;
 		default: return cdm_cli_usage_error(PROG, SYNOPSIS, "unknown option");
@@ -188,12 +205,19 @@ static int cmd_ops(int argc, char **argv)
 static int cmd_gemm(int argc, char **argv)
 {
 	static const struct option lo[] = {{"help", no_argument, NULL, 'h'},
-					   {"json", no_argument, NULL, 'j'}, {0, 0, 0, 0}};
+					   {"json", no_argument, NULL, 'j'},
+					   {"threads", required_argument, NULL, 't'}, {0, 0, 0, 0}};
 	int json = 0, c;
-	while ((c = getopt_long(argc, argv, "hj", lo, NULL)) != -1) {
+	struct cdm_err err = {0};
+	while ((c = getopt_long(argc, argv, "hjt:", lo, NULL)) != -1) {
 		if (c == 'h') {
 			usage(stdout);
 			return 0;
+		}
+		if (c == 't') {
+			if (set_threads(optarg, &err) < 0)
+				return cdm_cli_fail(PROG, &err);
+			continue;
 		}
 		if (c != 'j')
 			return cdm_cli_usage_error(PROG, SYNOPSIS, "unknown option");
@@ -202,18 +226,18 @@ static int cmd_gemm(int argc, char **argv)
 	if (optind < argc)
 		return cdm_cli_usage_error(PROG, SYNOPSIS, "unexpected argument");
 	struct cdm_bench_gemm_result r;
-	struct cdm_err err = {0};
 	if (cdm_bench_gemm(CDM_BENCH_GEMM_CONV_M, CDM_BENCH_GEMM_CONV_K, CDM_BENCH_GEMM_CONV_N,
 			   CDM_BENCH_GEMM_REPS, &r, &err) < 0)
 		return cdm_cli_fail(PROG, &err);
 	if (json)
 		printf("{\"ring_gops\": %.4g, \"f32_gflops\": %.4g, \"ratio\": %.4g, \"m\": %zu, "
-		       "\"k\": %zu, \"n\": %zu}\n",
-		       r.ring_gops, r.f32_gflops, r.ratio, r.m, r.k, r.n);
+		       "\"k\": %zu, \"n\": %zu, \"threads\": %d}\n",
+		       r.ring_gops, r.f32_gflops, r.ratio, r.m, r.k, r.n, cdm_ring_threads());
 	else
-		printf("GEMM %zu x %zu x %zu: ring %.2f Gop/s, float32 %.2f GFLOP/s (1 thread), "
-		       "ratio %.3f\n",
-		       r.m, r.k, r.n, r.ring_gops, r.f32_gflops, r.ratio);
+		printf("GEMM %zu x %zu x %zu: ring %.2f Gop/s (%d thread%s), float32 %.2f GFLOP/s "
+		       "(1 thread), ratio %.3f\n",
+		       r.m, r.k, r.n, r.ring_gops, cdm_ring_threads(),
+		       cdm_ring_threads() > 1 ? "s" : "", r.f32_gflops, r.ratio);
 	return 0;
 }
 
@@ -243,7 +267,7 @@ static int bin_dir(char *buf, size_t size)
 static int cmd_model(int argc, char **argv)
 {
 	enum { O_SAMPLER = 256, O_STEPS, O_BATCH, O_NET, O_RUNS, O_LABEL, O_SEED, O_KEEP,
-	       O_NOPLAIN, O_TIMEOUT };
+	       O_NOPLAIN, O_TIMEOUT, O_THREADS };
 	static const struct option lo[] = {
 		{"batch", required_argument, NULL, O_BATCH}, {"help", no_argument, NULL, 'h'},
 		{"json", no_argument, NULL, 'j'}, {"keep", required_argument, NULL, O_KEEP},
@@ -252,6 +276,7 @@ static int cmd_model(int argc, char **argv)
 		{"protocols", required_argument, NULL, 'p'}, {"quiet", no_argument, NULL, 'q'},
 		{"runs", required_argument, NULL, O_RUNS}, {"sampler", required_argument, NULL, O_SAMPLER},
 		{"seed", required_argument, NULL, O_SEED}, {"steps", required_argument, NULL, O_STEPS},
+		{"threads", required_argument, NULL, O_THREADS},
 		{"timeout", required_argument, NULL, O_TIMEOUT}, {0, 0, 0, 0}};
 	struct cdm_bench_model_opts o = {.sampler = CDM_SAMPLER_DDIM, .batch = 1, .label = 3,
 					 .seed = 1, .runs = 3, .stop = &stop_flag};
@@ -281,6 +306,7 @@ static int cmd_model(int argc, char **argv)
 			break;
 		case O_SEED: rc = cdm_cli_int("--seed", optarg, 0, INT64_MAX, &v, &err); o.seed = (uint64_t)v; break;
 		case O_STEPS: rc = cdm_cli_int("--steps", optarg, 1, 100000, &v, &err); o.steps = v; break;
+		case O_THREADS: rc = cdm_cli_int("--threads", optarg, 1, CDM_THREADS_MAX, &v, &err); o.threads = (int)v; break;
 		case O_TIMEOUT: rc = cdm_cli_int("--timeout", optarg, 1, 1 << 30, &v, &err); o.timeout_s = (int)v; break;
 		default:
 			return cdm_cli_usage_error(PROG, MODEL_SYNOPSIS,

@@ -18,6 +18,7 @@
 #include "fmt/st.h"
 #include "model/config.h"
 #include "net/net.h"
+#include "ring/pool.h"
 #include "sample/sample.h"
 
 #define PROG "cdm-party"
@@ -26,13 +27,13 @@
 	     "[--sampler ddpm|ddim|dpmpp] [--steps N] [--eta E] [--protocols cdm|spu|cipherdm] " \
 	     "[--tls-cert C --tls-key K --tls-ca CA] [--timeout SEC] [--stats FILE.json] "          \
 	     "[--checkpoint DIR [--checkpoint-every K] [--resume]] [--public-model DIR] "          \
-	     "[--guidance S] [-q]"
+	     "[--guidance S] [--threads N] [-q]"
 
 static const char help[] =
 	"usage: " PROG " --id I --peers H0:P0,H1:P1,H2:P2 --model M.I --input X.I -o OUT.I\n"
 	"                 [--sampler ddpm|ddim|dpmpp] [--steps N] [--eta E]\n"
 	"                 [--protocols cdm|spu|cipherdm] [--tls-cert C --tls-key K --tls-ca CA]\n"
-	"                 [--timeout SEC] [--stats FILE.json]\n"
+	"                 [--timeout SEC] [--stats FILE.json] [--threads N]\n"
 	"                 [--checkpoint DIR [--checkpoint-every K] [--resume]] [-q]\n"
 	"       " PROG " ... --public-model MODEL_DIR --input X.I -o OUT.I ...\n"
 	"\n"
@@ -63,13 +64,15 @@ static const char help[] =
 	"                        (default 7.5, as diffusers; S <= 1: the prompt alone)\n"
 	"      --public-model DIR  weights are public: read the plaintext model folder\n"
 	"                        DIR (instead of --model); only the input stays secret\n"
+	"      --threads N       threads for large ring products and PRG expansion\n"
+	"                        (default 1; results are identical for every N)\n"
 	"  -q, --quiet           no progress on stderr\n"
 	"  -h, --help            this help\n"
 	"\n"
 	"Exit status: 0 success, 1 bad usage or input file, 2 network or protocol failure.\n";
 
 enum { O_SAMPLER = 256, O_STEPS, O_ETA, O_PROT, O_CERT, O_KEY, O_CA, O_TIMEOUT, O_STATS,
-       O_TEST_SEED, O_CKPT, O_CKPT_EVERY, O_RESUME, O_PUBLIC, O_GUIDANCE };
+       O_TEST_SEED, O_CKPT, O_CKPT_EVERY, O_RESUME, O_PUBLIC, O_GUIDANCE, O_THREADS };
 
 static const struct option longopts[] = {
 	{"checkpoint", required_argument, NULL, O_CKPT},
@@ -90,6 +93,7 @@ static const struct option longopts[] = {
 	{"stats", required_argument, NULL, O_STATS},
 	{"steps", required_argument, NULL, O_STEPS},
 	{"test-noise-seed", required_argument, NULL, O_TEST_SEED},
+	{"threads", required_argument, NULL, O_THREADS},
 	{"timeout", required_argument, NULL, O_TIMEOUT},
 	{"tls-ca", required_argument, NULL, O_CA},
 	{"tls-cert", required_argument, NULL, O_CERT},
@@ -99,6 +103,7 @@ static const struct option longopts[] = {
 
 struct opts {
 	int id, quiet, steps_set;
+	int threads; /* --threads; 0 = not given (1) */
 	const char *model, *input, *output, *stats;
 	char hosts[CDM_PARTIES][256];
 	struct cdm_net_opts net;
@@ -212,6 +217,10 @@ static int parse(int argc, char **argv, struct opts *o, struct cdm_err *err)
 		case O_GUIDANCE:
 			CDM_TRY(cdm_cli_double("--guidance", optarg, -1000, 1000, &d, err));
 			o->run.guidance = d;
+			break;
+		case O_THREADS:
+			CDM_TRY(cdm_cli_int("--threads", optarg, 1, CDM_THREADS_MAX, &v, err));
+			o->threads = (int)v;
 			break;
 		case O_TEST_SEED:
 			CDM_TRY(parse_hex_seed(o->test_seed, optarg, err));
@@ -360,6 +369,8 @@ static int run(struct opts *o, struct cdm_err *err)
 	    errno != EEXIST)
 		rc = cdm_fail(err, CDM_EINPUT, "--checkpoint %s: %s", o->run.checkpoint_dir,
 			      strerror(errno));
+	if (rc == 0 && o->threads > 1)
+		rc = cdm_ring_threads_set(o->threads, err);
 	if (rc == 0)
 		rc = cdm_net_connect(&net, &o->net, err);
 	if (rc == 0 && cdm_net_warning(net))
@@ -392,6 +403,8 @@ static int run(struct opts *o, struct cdm_err *err)
 	cdm_net_free(net);
 	cdm_share_close(model);
 	cdm_share_close(input);
+	struct cdm_err ignored;
+	cdm_ring_threads_set(1, &ignored); /* join the --threads workers */
 	return rc;
 }
 

@@ -11,15 +11,15 @@ _cdm_opts() {
 		--frac-bits --zstd -q --quiet -h --help" ;;
 	cdm-party) echo "-i --id -p --peers -m --model -x --input -o --output --sampler --steps
 		--eta --protocols --tls-cert --tls-key --tls-ca --timeout --stats --checkpoint
-		--checkpoint-every --resume --public-model --guidance -q --quiet -h --help" ;;
+		--checkpoint-every --resume --public-model --guidance --threads -q --quiet -h --help" ;;
 	cdm-reveal) echo "-o --output --psnr --summary -q --quiet -h --help" ;;
 	cdm-unet-step) echo "-m --model -t --timestep --label --context --guidance --sampler --steps --eta
 		--noise --eps --timesteps --vae-decode --text-encode --tokenize -o --output
 		-q --quiet -h --help" ;;
-	cdm-bench:ops) echo "--n --reps --protocols --ops --json -h --help" ;;
-	cdm-bench:gemm) echo "--json -h --help" ;;
+	cdm-bench:ops) echo "--n --reps --protocols --ops --threads --json -h --help" ;;
+	cdm-bench:gemm) echo "--threads --json -h --help" ;;
 	cdm-bench:model) echo "-m --model --sampler --steps --protocols --batch --net --runs
-		--label --seed --keep --no-plain --timeout --json -q --quiet -h --help" ;;
+		--label --seed --keep --no-plain --timeout --threads --json -q --quiet -h --help" ;;
 	cdm-bench:sd) echo "--estimate --resolution --net --protocols --max-elems --json
 		-q --quiet -h --help" ;;
 	cdm-bench:*) echo "ops gemm model sd -h --help" ;;
@@ -47,7 +47,7 @@ _cdm_complete() {
 	-o|--output|-x|--input|--noise|--dump-noise|--stats|--tls-cert|--tls-key|--tls-ca|--context|--psnr)
 		COMPREPLY=($(compgen -f -- "$cur")); return ;;
 	-t|--timestep|--label|--batch|--seed|--frac-bits|--zstd|--steps|--eta|--timeout|\
-	--checkpoint-every|-p|--peers|--n|--reps|--runs|--max-elems|--guidance|--prompt|\
+	--checkpoint-every|-p|--peers|--n|--reps|--runs|--max-elems|--threads|--guidance|--prompt|\
 	--negative-prompt)
 		return ;; # a value the user types
 	esac

@@ -411,7 +411,7 @@ static int run_parties(struct ctx *c, enum cdm_suite s, double *wall, struct cdm
 	const char *sn = cdm_suite_name(s);
 	char exe[CDM_PATH_MAX], peers[3][256], mp[3][CDM_PATH_MAX], ip[3][CDM_PATH_MAX];
 	char op[3][CDM_PATH_MAX], sp[3][CDM_PATH_MAX], ep[3][CDM_PATH_MAX];
-	char ids[3][4], steps[24];
+	char ids[3][4], steps[24], threads[12];
 	int port[3];
 	if (snprintf(exe, sizeof exe, "%s/cdm-party", o->bin_dir) >= (int)sizeof exe ||
 	    access(exe, X_OK) < 0)
@@ -428,6 +428,7 @@ static int run_parties(struct ctx *c, enum cdm_suite s, double *wall, struct cdm
 				 port[0], port[1], port[2]);
 	}
 	snprintf(steps, sizeof steps, "%lld", (long long)c->steps);
+	snprintf(threads, sizeof threads, "%d", o->threads > 1 ? o->threads : 1);
 	pid_t pid[3] = {0, 0, 0};
 	double t0 = cdm_now();
 	for (int i = 0; i < 3; i++) {
@@ -446,7 +447,8 @@ static int run_parties(struct ctx *c, enum cdm_suite s, double *wall, struct cdm
 		const char *rest[] = {exe, "--id", ids[i], "--peers", peers[i], "--model", mp[i],
 				      "--input", ip[i], "-o", op[i], "--stats", sp[i], "--sampler",
 				      cdm_sampler_kind_name(o->sampler), "--steps", steps,
-				      "--protocols", sn, "--timeout", "120", "-q", NULL};
+				      "--protocols", sn, "--timeout", "120", "--threads", threads,
+				      "-q", NULL};
 		for (int k = 0; rest[k]; k++)
 			argv[n++] = rest[k];
 		argv[n] = NULL;

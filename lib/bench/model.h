@@ -63,6 +63,7 @@ struct cdm_bench_model_opts {
 	const char *keep_dir;        /* keep shares, x_T, outputs, stats here (created
 				      * if missing); NULL = a temporary dir, removed */
 	int no_plain;                /* skip the plaintext timing */
+	int threads;                 /* cdm-party --threads; 0 or 1 = one thread */
 	volatile sig_atomic_t *stop; /* non-zero: abort the run (may be NULL) */
 	void (*progress)(void *arg, const char *msg);
 	void *progress_arg;

@@ -270,7 +270,8 @@ static size_t ws_ur_words(const struct cmp_ws *s)
 }
 
 /* P2: deal everything; one message to P1 in the first round. */
-static int ltz_dealer(cdm_mpc *m, struct cmp_ws *s, struct cdm_err *err)
+static int ltz_dealer(cdm_mpc *m, struct cmp_ws *s, const struct cdm_xfer *extra,
+		      struct cdm_err *err)
 {
 	size_t n = s->n, W = s->W, bd = ws_bd_words(s), ur = ws_ur_words(s);
 	const struct cmp_plan *pl = &s->plan;
@@ -322,7 +323,7 @@ static int ltz_dealer(cdm_mpc *m, struct cmp_ws *s, struct cdm_err *err)
 	struct cdm_xfer x = {0};
 	x.send[1] = msg;
 	x.send_len[1] = (bd + n) * 8;
-	int rc = cdm_net_round(m->net, &x, err);
+	int rc = mpc_round_with(m, &x, extra, err);
 	cdm_free(msg);
 	cdm_free(a);
 	cdm_free(r);
@@ -330,7 +331,8 @@ static int ltz_dealer(cdm_mpc *m, struct cmp_ws *s, struct cdm_err *err)
 }
 
 /* P0/P1 round 1: correlated randomness, then open c. */
-static int ltz_open_c(cdm_mpc *m, struct cmp_ws *s, const cdm_shr *x, struct cdm_err *err)
+static int ltz_open_c(cdm_mpc *m, struct cmp_ws *s, const cdm_shr *x,
+		      const struct cdm_xfer *extra, struct cdm_err *err)
 {
 	size_t n = s->n, W = s->W, plen = mpc_packed_len(n, CMP_L);
 	uint64_t lmask = mpc_mask(CMP_L);
@@ -364,7 +366,7 @@ static int ltz_open_c(cdm_mpc *m, struct cmp_ws *s, const cdm_shr *x, struct cdm
 		t.recv[2] = s->rbits; /* rbits | dealt | R1 */
 		t.recv_len[2] = (ws_bd_words(s) + n) * 8;
 	}
-	int rc = cdm_net_round(m->net, &t, err);
+	int rc = mpc_round_with(m, &t, extra, err);
 	if (rc == 0) {
 		uint64_t *c2 = cdm_alloc(n, 8, err);
 		if (!c2) {
@@ -424,7 +426,8 @@ static void ltz_leaves(const struct cmp_ws *s, int id)
 }
 
 /* One tree level: open the masked variables (one round), then combine. */
-static int ltz_level(cdm_mpc *m, struct cmp_ws *s, int l, struct cdm_err *err)
+static int ltz_level(cdm_mpc *m, struct cmp_ws *s, int l, const struct cdm_xfer *extra,
+		     struct cdm_err *err)
 {
 	const struct cmp_plan *pl = &s->plan;
 	size_t W = s->W, nopen = (size_t)pl->lvl_open[l];
@@ -448,8 +451,8 @@ static int ltz_level(cdm_mpc *m, struct cmp_ws *s, int l, struct cdm_err *err)
 	t.send_len[peer] = nopen * W * 8;
 	t.recv[peer] = theirs;
 	t.recv_len[peer] = nopen * W * 8;
-	if (nopen)
-		CDM_TRY(cdm_net_round(m->net, &t, err));
+	if (nopen || extra)
+		CDM_TRY(mpc_round_with(m, &t, extra, err));
 	for (size_t w = 0; w < nopen * W; w++)
 		mine[w] ^= theirs[w]; /* d = x ^ u, public now */
 	o = 0;
@@ -516,17 +519,17 @@ int cdm_mpc_ltz(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, struct cdm_err *err)
 	CDM_TRY(ws_alloc(&s, m, x->n, err));
 	int rc;
 	if (m->id == 2) {
-		rc = ltz_dealer(m, &s, err);
+		rc = ltz_dealer(m, &s, NULL, err);
 		if (rc == 0)
 			rc = mpc_2of2_to_rss(m, out, NULL, x->n, err);
 		ws_free(&s);
 		return rc;
 	}
-	rc = ltz_open_c(m, &s, x, err);
+	rc = ltz_open_c(m, &s, x, NULL, err);
 	if (rc == 0)
 		ltz_leaves(&s, m->id);
 	for (int l = 0; rc == 0 && l < s.plan.nlevel; l++)
-		rc = ltz_level(m, &s, l, err);
+		rc = ltz_level(m, &s, l, NULL, err);
 	/* y reuses the c-plane area: n words fit in 2L planes of n/64 words */
 	uint64_t *y = s.cpl;
 	if (rc == 0)
@@ -534,6 +537,90 @@ int cdm_mpc_ltz(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, struct cdm_err *err)
 	if (rc == 0)
 		rc = mpc_2of2_to_rss(m, out, y, x->n, err);
 	ws_free(&s);
+	return rc;
+}
+
+/*
+ * ltz with a fused product-truncation riding along (no round of its own).
+ * The truncation's three messages go with ltz's: P2's z2 and c1 with the
+ * dealer message (round 1), the d/e exchange of P0 and P1 with the first
+ * tree level (round 2), and its 2-of-2 -> replicated conversion with ltz's
+ * (round 5, one call over both). Both draw their stream randomness before
+ * any round, the truncation first, identically on both ends of each
+ * stream. The job's messages depend only on its own inputs and dealt
+ * randomness, so privacy is that of the two protocols run apart.
+ */
+static int ltz_with_job(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, cdm_shr *pout,
+			struct mpc_tjob *j, struct cdm_err *err)
+{
+	size_t n = x->n, nz = j->n;
+	struct cmp_ws s;
+	cdm_shr both = {0};
+	uint64_t *y = NULL;
+	CDM_TRY(ws_alloc(&s, m, n, err));
+	int rc = cdm_shr_new(&both, n + nz, err);
+	if (rc == 0 && m->id != 2 && !(y = cdm_alloc(n + nz, 8, err)))
+		rc = CDM_ENOMEM;
+	if (rc == 0 && m->id == 2) {
+		rc = ltz_dealer(m, &s, &j->r1, err);
+	} else if (rc == 0) {
+		rc = ltz_open_c(m, &s, x, &j->r1, err);
+		if (rc == 0) {
+			mpc_tjob_mid(m, j);
+			ltz_leaves(&s, m->id);
+		}
+		for (int l = 0; rc == 0 && l < s.plan.nlevel; l++) {
+			rc = ltz_level(m, &s, l, l == 0 ? &j->r2 : NULL, err);
+			if (rc == 0 && l == 0)
+				mpc_tjob_end(m, j);
+		}
+		if (rc == 0)
+			rc = ltz_finish(m, &s, y, err);
+		if (rc == 0)
+			memcpy(y + n, j->X, nz * 8);
+	}
+	if (rc == 0)
+		rc = mpc_2of2_to_rss(m, &both, y, n + nz, err);
+	if (rc == 0) {
+		memcpy(out->a, both.a, n * 8), memcpy(out->b, both.b, n * 8);
+		memcpy(pout->a, both.a + n, nz * 8), memcpy(pout->b, both.b + n, nz * 8);
+	}
+	cdm_free(y);
+	cdm_shr_free(&both);
+	ws_free(&s);
+	return rc;
+}
+
+int cdm_mpc_ltz_dot_trunc(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, cdm_shr *pout,
+			  const cdm_shr *px, const cdm_shr *py, size_t terms, int shift,
+			  struct cdm_err *err)
+{
+	if (shift < 1 || shift > 62)
+		return cdm_fail(err, CDM_EINPUT, "mpc ltz_dot_trunc: shift %d outside 1..62", shift);
+	if (x->n == 0 || px->n == 0) { /* nothing to ride on, or nothing riding */
+		CDM_TRY(cdm_mpc_ltz(m, out, x, err));
+		return cdm_mpc_dot_trunc(m, pout, px, py, terms, NULL, shift, err);
+	}
+	CDM_TRY(mpc_same(px, py, "ltz_dot_trunc", err));
+	if (terms == 0 || px->n % terms != 0)
+		return cdm_fail(err, CDM_EINPUT, "mpc ltz_dot_trunc: %zu elements are not %zu terms",
+				px->n, terms);
+	size_t nz = px->n / terms;
+	CDM_TRY(mpc_out(out, x->n, "ltz_dot_trunc", err));
+	CDM_TRY(mpc_out(pout, nz, "ltz_dot_trunc", err));
+	uint64_t *z = cdm_alloc(nz, 8, err);
+	if (!z)
+		return CDM_ENOMEM;
+	mpc_dot_local(px, py, terms, z);
+	struct mpc_tjob j;
+	int rc = mpc_zero_add(m, z, nz, err);
+	if (rc == 0)
+		rc = mpc_tjob_start(m, &j, z, nz, shift, err);
+	if (rc == 0) {
+		rc = ltz_with_job(m, out, x, pout, &j, err);
+		mpc_tjob_free(&j);
+	}
+	cdm_free(z);
 	return rc;
 }
 

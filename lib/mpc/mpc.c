@@ -9,6 +9,7 @@
 #include <malloc.h>
 #endif
 
+#include "../ring/pool.h"
 #include "../ring/ring.h"
 
 /* ---- small helpers --------------------------------------------------------- */
@@ -116,19 +117,119 @@ int mpc_same(const cdm_shr *x, const cdm_shr *y, const char *what, struct cdm_er
 	return 0;
 }
 
-int mpc_zero_add(cdm_mpc *m, uint64_t *z, size_t n, struct cdm_err *err)
+/* z[0..n) += zero-share words: PRG_self - PRG_next, in stack chunks (no
+ * heap traffic). Chunks are even-sized, so each stream advances by
+ * ceil(n/2) blocks exactly as one call of n words would. */
+static void zero_add_range(cdm_prg *self, cdm_prg *next, uint64_t *z, size_t n)
 {
 	enum { CHUNK = 4096 };
 	uint64_t p[CHUNK], q[CHUNK];
 	for (size_t k0 = 0; k0 < n; k0 += CHUNK) {
 		size_t c = n - k0 < CHUNK ? n - k0 : CHUNK;
-		cdm_prg_u64(&m->zero_self, p, c);
-		cdm_prg_u64(&m->zero_next, q, c);
+		cdm_prg_u64(self, p, c);
+		cdm_prg_u64(next, q, c);
 		for (size_t k = 0; k < c; k++)
 			z[k0 + k] += p[k] - q[k];
 	}
-	(void)err;
+}
+
+struct zero_job {
+	cdm_mpc *m;
+	uint64_t *z;
+	size_t n;
+	int failed[CDM_THREADS_MAX];
+};
+
+/* One part of a large zero-add: readers of both streams opened at the
+ * part's first block (parts start on even words, two words per block). */
+static void zero_part(void *arg, int part, int nparts)
+{
+	struct zero_job *j = arg;
+	size_t lo, hi;
+	cdm_ring_part(j->n, 2, part, nparts, &lo, &hi);
+	cdm_prg self = {0}, next = {0};
+	struct cdm_err e = {0};
+	if (cdm_prg_open_at(&self, &j->m->zero_self, lo / 2, &e) < 0 ||
+	    cdm_prg_open_at(&next, &j->m->zero_next, lo / 2, &e) < 0)
+		j->failed[part] = 1;
+	else
+		zero_add_range(&self, &next, j->z + lo, hi - lo);
+	cdm_prg_free(&self);
+	cdm_prg_free(&next);
+}
+
+/* Zero-adds of at least this many words use the --threads pool. */
+#define ZERO_PAR_MIN ((size_t)1 << 15)
+
+int mpc_zero_add(cdm_mpc *m, uint64_t *z, size_t n, struct cdm_err *err)
+{
+	if (n < ZERO_PAR_MIN || cdm_ring_threads() == 1) {
+		zero_add_range(&m->zero_self, &m->zero_next, z, n);
+		return 0;
+	}
+	struct zero_job j = {.m = m, .z = z, .n = n};
+	cdm_ring_parallel(zero_part, &j);
+	for (int i = 0; i < CDM_THREADS_MAX; i++)
+		if (j.failed[i])
+			return cdm_fail(err, CDM_EINTERNAL, "mpc: cannot set up a PRG reader");
+	cdm_prg_skip(&m->zero_self, (n + 1) / 2);
+	cdm_prg_skip(&m->zero_next, (n + 1) / 2);
 	return 0;
+}
+
+int mpc_round_with(cdm_mpc *m, const struct cdm_xfer *x, const struct cdm_xfer *e,
+		   struct cdm_err *err)
+{
+	if (!e)
+		return cdm_net_round(m->net, x, err);
+	struct cdm_xfer j = *x;
+	uint8_t *sb[CDM_PARTIES] = {0}, *rb[CDM_PARTIES] = {0};
+	int rc = 0;
+	for (int p = 0; p < CDM_PARTIES && rc == 0; p++) {
+		if (e->send_len[p]) {
+			j.send_len[p] = x->send_len[p] + e->send_len[p];
+			if (!(sb[p] = cdm_alloc(j.send_len[p], 1, err))) {
+				rc = CDM_ENOMEM;
+				break;
+			}
+			if (x->send_len[p])
+				memcpy(sb[p], x->send[p], x->send_len[p]);
+			memcpy(sb[p] + x->send_len[p], e->send[p], e->send_len[p]);
+			j.send[p] = sb[p];
+		}
+		if (e->recv_len[p]) {
+			j.recv_len[p] = x->recv_len[p] + e->recv_len[p];
+			if (!(rb[p] = cdm_alloc(j.recv_len[p], 1, err))) {
+				rc = CDM_ENOMEM;
+				break;
+			}
+			j.recv[p] = rb[p];
+		}
+	}
+	if (rc == 0)
+		rc = cdm_net_round(m->net, &j, err);
+	for (int p = 0; p < CDM_PARTIES; p++) {
+		if (rc == 0 && rb[p]) {
+			if (x->recv_len[p])
+				memcpy(x->recv[p], rb[p], x->recv_len[p]);
+			memcpy(e->recv[p], rb[p] + x->recv_len[p], e->recv_len[p]);
+		}
+		cdm_free(sb[p]);
+		cdm_free(rb[p]);
+	}
+	return rc;
+}
+
+void mpc_dot_local(const cdm_shr *x, const cdm_shr *y, size_t terms, uint64_t *z)
+{
+	size_t n = x->n / terms;
+	memset(z, 0, n * 8);
+	for (size_t t = 0; t < terms; t++) {
+		const uint64_t *xa = x->a + t * n, *xb = x->b + t * n;
+		const uint64_t *ya = y->a + t * n, *yb = y->b + t * n;
+		for (size_t k = 0; k < n; k++)
+			z[k] += xa[k] * (ya[k] + yb[k]) + xb[k] * ya[k];
+	}
 }
 
 int mpc_mul_local(cdm_mpc *m, uint64_t *z, const cdm_shr *x, const cdm_shr *y,

@@ -182,6 +182,13 @@ int cdm_mpc_matmul_pub(cdm_mpc *m, cdm_shr *c, const cdm_shr *a, const uint64_t 
  * range the answer is that of x mod 2^CDM_CMP_BITS. All elements share the
  * same 5 rounds (protocol in cmp.c). */
 int cdm_mpc_ltz(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, struct cdm_err *err);
+/* out = [x < 0] as cdm_mpc_ltz and, in the same 5 rounds, pout = (sum_t
+ * px[t] py[t]) >> shift as cdm_mpc_dot_trunc (terms blocks, shift 1..62):
+ * a product that does not depend on the comparison costs bytes but no
+ * round. Same results and guarantees as the two calls apart. */
+int cdm_mpc_ltz_dot_trunc(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, cdm_shr *pout,
+			  const cdm_shr *px, const cdm_shr *py, size_t terms, int shift,
+			  struct cdm_err *err);
 /* out = [x < y] as arithmetic 0/1. */
 int cdm_mpc_lt(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, const cdm_shr *y,
 	       struct cdm_err *err);

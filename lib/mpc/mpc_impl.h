@@ -88,4 +88,38 @@ int mpc_2of2_to_rss(cdm_mpc *m, cdm_shr *out, const uint64_t *y, size_t n,
 int mpc_trunc_core(cdm_mpc *m, cdm_shr *out, uint64_t *x, size_t n, int shift, int fused,
 		   struct cdm_err *err);
 
+/* One round carrying x and, appended per peer and direction, the
+ * ride-along transfer e (NULL: x alone). Both ends must append the same
+ * ride-along, so the receiver splits at the lengths it expects. */
+int mpc_round_with(cdm_mpc *m, const struct cdm_xfer *x, const struct cdm_xfer *e,
+		   struct cdm_err *err);
+
+/* z[k] = sum_t (x_i y_i + x_i y_{i+1} + x_{i+1} y_i) over the `terms`
+ * blocks of x and y: the local 3-of-3 share of a dot product (no zero
+ * sharing added). z holds x->n / terms words. */
+void mpc_dot_local(const cdm_shr *x, const cdm_shr *y, size_t terms, uint64_t *z);
+
+/* A fused truncation (mpc_trunc_core, fused mode) cut into steps, so its
+ * messages can ride along another protocol's rounds (cmp.c):
+ *   start: draw the randomness (before the host protocol draws any);
+ *          r1 = P2's z2 | c1 to P1 (round 1 of the host);
+ *   mid:   after round 1 (P1 adds z2); r2 = the d/e exchange of P0, P1;
+ *   end:   after round 2: X holds the 2-of-2 result (P0, P1), to be
+ *          converted with the host's 2-of-2 -> replicated round.
+ * The host sends r1 and r2 with rounds that move data in the same
+ * directions (P2 -> P1; P0 <-> P1). */
+struct mpc_tjob {
+	size_t n;
+	int s;
+	uint64_t *X;          /* P0, P1: z on entry, the 2-of-2 share on exit */
+	uint64_t *rnd;        /* P0: u, c0, e; P1: v, e, c1 (n words each) */
+	uint8_t *pk;          /* packed messages */
+	struct cdm_xfer r1, r2;
+};
+int mpc_tjob_start(cdm_mpc *m, struct mpc_tjob *j, uint64_t *z, size_t n, int shift,
+		   struct cdm_err *err);
+void mpc_tjob_mid(cdm_mpc *m, struct mpc_tjob *j);
+void mpc_tjob_end(cdm_mpc *m, struct mpc_tjob *j);
+void mpc_tjob_free(struct mpc_tjob *j);
+
 #endif

@@ -185,6 +185,105 @@ int mpc_trunc_core(cdm_mpc *m, cdm_shr *out, uint64_t *x, size_t n, int shift, i
 	return mpc_2of2_to_rss(m, out, x, n, err);
 }
 
+/* ---- the fused truncation in steps (mpc_tjob, see mpc_impl.h) ---------------- */
+
+int mpc_tjob_start(cdm_mpc *m, struct mpc_tjob *j, uint64_t *z, size_t n, int shift,
+		   struct cdm_err *err)
+{
+	size_t plen = mpc_packed_len(n, shift);
+	memset(j, 0, sizeof *j);
+	j->n = n, j->s = shift, j->X = z;
+	uint64_t mask = mpc_mask(shift);
+	if (!(j->rnd = cdm_alloc(n, 24, err)))
+		return CDM_ENOMEM;
+	uint64_t *r0 = j->rnd, *r1 = j->rnd + n, *r2 = j->rnd + 2 * n;
+	if (m->id == 2) { /* deal c1 = uv - c0 and hand z2 to P1, as trunc_dealer */
+		if (!(j->pk = cdm_alloc(n * 8 + plen, 1, err)))
+			return CDM_ENOMEM;
+		cdm_prg_u64(mpc_pair(m, 0), r0, 2 * n); /* u, c0 */
+		cdm_prg_u64(mpc_pair(m, 1), r2, n);     /* v */
+		for (size_t k = 0; k < n; k++)
+			r2[k] = (r0[k] * r2[k] - r1[k]) & mask;
+		memcpy(j->pk, z, n * 8);
+		mpc_pack(j->pk + n * 8, r2, n, shift);
+		j->r1.send[1] = j->pk;
+		j->r1.send_len[1] = n * 8 + plen;
+		return 0;
+	}
+	if (!(j->pk = cdm_alloc(1, n * 8 + 3 * plen, err)))
+		return CDM_ENOMEM;
+	uint8_t *mine = j->pk + n * 8 + plen, *theirs = mine + plen;
+	int peer = 1 - m->id;
+	if (m->id == 0) { /* u, c0; d = MSB(X0 + K) - u goes out in round 2 */
+		cdm_prg_u64(mpc_pair(m, 2), r0, 2 * n);
+		for (size_t k = 0; k < n; k++) {
+			z[k] += ((uint64_t)1 << 62) - 1;
+			r2[k] = ((z[k] >> 63) - r0[k]) & mask;
+		}
+		mpc_pack(mine, r2, n, shift);
+	} else { /* v; round 1 brings z2 | c1 from P2 */
+		cdm_prg_u64(mpc_pair(m, 2), r0, n);
+		j->r1.recv[2] = j->pk;
+		j->r1.recv_len[2] = n * 8 + plen;
+	}
+	j->r2.send[peer] = mine;
+	j->r2.send_len[peer] = plen;
+	j->r2.recv[peer] = theirs;
+	j->r2.recv_len[peer] = plen;
+	return 0;
+}
+
+void mpc_tjob_mid(cdm_mpc *m, struct mpc_tjob *j)
+{
+	if (m->id != 1)
+		return;
+	size_t n = j->n, plen = mpc_packed_len(n, j->s);
+	uint64_t *v = j->rnd, *e = j->rnd + n, mask = mpc_mask(j->s);
+	for (size_t k = 0; k < n; k++) {
+		uint64_t z2;
+		memcpy(&z2, j->pk + 8 * k, 8);
+		j->X[k] += z2;
+		e[k] = ((j->X[k] >> 63) - v[k]) & mask;
+	}
+	mpc_pack(j->pk + n * 8 + plen, e, n, j->s);
+}
+
+void mpc_tjob_end(cdm_mpc *m, struct mpc_tjob *j)
+{
+	size_t n = j->n, plen = mpc_packed_len(n, j->s);
+	int s = j->s;
+	uint64_t *X = j->X, *peer = j->rnd + n; /* the peer's e (P0) or d (P1) */
+	const uint8_t *theirs = j->pk + n * 8 + 2 * plen;
+	if (m->id == 0) {
+		const uint64_t *u = j->rnd, *c0 = j->rnd + n;
+		uint64_t *e = j->rnd + 2 * n; /* d is no longer needed */
+		mpc_unpack(e, theirs, n, s);
+		for (size_t k = 0; k < n; k++) {
+			uint64_t a = X[k] >> 63, d = a - u[k];
+			uint64_t ab0 = d * e[k] + u[k] * e[k] + c0[k];
+			X[k] = (X[k] >> s) - (a << (64 - s)) + (ab0 << (64 - s)) -
+			       (((uint64_t)1 << (62 - s)) - 1);
+		}
+	} else if (m->id == 1) {
+		const uint64_t *v = j->rnd;
+		uint64_t *c1 = j->rnd + 2 * n;
+		mpc_unpack(peer, theirs, n, s); /* d */
+		mpc_unpack(c1, j->pk + n * 8, n, s);
+		for (size_t k = 0; k < n; k++) {
+			uint64_t b = X[k] >> 63, ab1 = peer[k] * v[k] + c1[k];
+			X[k] = (X[k] >> s) - (b << (64 - s)) + (ab1 << (64 - s));
+		}
+	}
+}
+
+void mpc_tjob_free(struct mpc_tjob *j)
+{
+	cdm_free(j->rnd);
+	cdm_free(j->pk);
+	j->rnd = NULL;
+	j->pk = NULL;
+}
+
 static int check_shift(int shift, const char *what, struct cdm_err *err)
 {
 	if (shift < 0 || shift > 62)
@@ -252,14 +351,10 @@ int cdm_mpc_dot_trunc(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, const cdm_shr 
 	/* The local cross terms of every product add up into one 3-of-3
 	 * sharing of the sum; one zero sharing re-randomises it, and the
 	 * replicated addend joins as its component x_i. */
-	for (size_t k = 0; k < n; k++)
-		z[k] = add ? add->a[k] : 0;
-	for (size_t t = 0; t < terms; t++) {
-		const uint64_t *xa = x->a + t * n, *xb = x->b + t * n;
-		const uint64_t *ya = y->a + t * n, *yb = y->b + t * n;
+	mpc_dot_local(x, y, terms, z);
+	if (add)
 		for (size_t k = 0; k < n; k++)
-			z[k] += xa[k] * (ya[k] + yb[k]) + xb[k] * ya[k];
-	}
+			z[k] += add->a[k];
 	int rc = mpc_zero_add(m, z, n, err);
 	if (rc == 0)
 		rc = shift == 0 ? mpc_reshare(m, out, z, err)

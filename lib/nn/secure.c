@@ -21,6 +21,28 @@
  * buffers stay near 32 MB per component whatever the batch size. */
 #define CONV_CHUNK_ELEMS ((int64_t)4 << 20)
 
+/* Sibling linears (see "sibling linears" below): weights known to share
+ * their input, and the last group product of each group. */
+#define SIB_MAX 96
+#define SIB_GROUPS 48
+#define SIB_KEY 128
+
+struct sib_w {
+	const cdm_tensor *w; /* secret weight [on x in] */
+	uint64_t serial;     /* its tensor's serial: a reused pointer never matches */
+	int group;
+};
+
+struct sib_cache {
+	uint64_t x;          /* serial of the input the product was made for; 0 = none */
+	size_t rows, total;  /* product [rows x total] */
+	int n;               /* members in it */
+	int member[SIB_MAX]; /* index into sec_ctx.sib */
+	size_t off[SIB_MAX]; /* first column of each member */
+	int served[SIB_MAX];
+	cdm_shr y;
+};
+
 struct sec_ctx {
 	cdm_mpc *m;          /* borrowed session */
 	enum cdm_suite suite;
@@ -28,6 +50,12 @@ struct sec_ctx {
 	cdm_share *model;    /* borrowed weight source, or NULL */
 	cdm_st *pubw;        /* borrowed PUBLIC weights (public-model mode), or NULL */
 	const char *phase;   /* label of the generic ops */
+	uint64_t serial;     /* serial of the last tensor made */
+	struct sib_w sib[SIB_MAX];
+	int nsib;
+	char gkey[SIB_GROUPS][SIB_KEY];
+	int ngroups;
+	struct sib_cache cache[SIB_GROUPS];
 };
 
 struct sdata {
@@ -35,6 +63,7 @@ struct sdata {
 	float *pub;    /* PUBLIC values [numel], or NULL for a secret tensor */
 	int integer;   /* values are integers (one-hot), not fixed point */
 	int borrowed;  /* s.a / s.b point into the model share (read-only) */
+	uint64_t serial; /* unique per tensor of this context (sibling linears) */
 };
 
 struct stensor {
@@ -94,8 +123,8 @@ static void move_into(cdm_shr *dst, cdm_shr *src)
 
 /* ---- life cycle --------------------------------------------------------- */
 
-static int new_tensor(int ndim, const int64_t *dim, int alloc_data, cdm_tensor **out,
-		      struct cdm_err *err)
+static int new_tensor(struct sec_ctx *c, int ndim, const int64_t *dim, int alloc_data,
+		      cdm_tensor **out, struct cdm_err *err)
 {
 	struct stensor *st = cdm_zalloc(1, sizeof *st, err);
 	if (!st)
@@ -104,6 +133,7 @@ static int new_tensor(int ndim, const int64_t *dim, int alloc_data, cdm_tensor *
 	for (int i = 0; i < CDM_NN_MAX_DIMS; i++)
 		st->t.dim[i] = i < ndim ? dim[i] : 1;
 	st->t.data = &st->d;
+	st->d.serial = ++c->serial;
 	if (alloc_data && cdm_shr_new(&st->d.s, numel(&st->t), err) < 0) {
 		cdm_free(st);
 		return CDM_ENOMEM;
@@ -115,13 +145,16 @@ static int new_tensor(int ndim, const int64_t *dim, int alloc_data, cdm_tensor *
 static int s_alloc(void *ctx, int ndim, const int64_t *dim, cdm_tensor **out,
 		   struct cdm_err *err)
 {
-	return new_tensor(ndim, dim, 1, out, err);
+	return new_tensor(ctx, ndim, dim, 1, out, err);
 }
+
+static void sib_forget(struct sec_ctx *c, const cdm_tensor *t);
 
 static void s_free(void *ctx, cdm_tensor *t)
 {
 	if (!t)
 		return;
+	sib_forget(ctx, t);
 	struct sdata *d = SD(t);
 	if (!d->borrowed)
 		cdm_shr_free(&d->s);
@@ -156,6 +189,170 @@ static int s_has_weight(void *vc, const char *name)
 	return c->model && cdm_share_find(c->model, name) != NULL;
 }
 
+/* ---- sibling linears ------------------------------------------------------------
+ *
+ * Linear layers that read the same input one after the other -- every
+ * resnet's time_emb_proj on the one activated time embedding, an
+ * attention's to_q, to_k and to_v on the same tokens -- run as ONE matmul
+ * against their concatenated weights: one truncation and one set of rounds
+ * instead of one per layer, the same bytes. The first layer of a group
+ * called on a new input computes the product for every member of the group
+ * with the same input width; the others take their slice. A slice is only
+ * served for the same input tensor (serial numbers: tensors are written once,
+ * by the op that makes them) and once per computation, so each layer gets
+ * exactly what it would have computed alone (up to the truncation's fresh
+ * randomness). The parties run the same calls, so they agree on every hit.
+ * Suite cdm only: the spu and cipherdm baselines keep one product per layer. */
+
+static void sib_drop(struct sib_cache *k)
+{
+	cdm_shr_free(&k->y);
+	memset(k, 0, sizeof *k);
+}
+
+/* The group key of a weight name, or 0 when it has none. */
+static int sib_key(const char *name, char key[SIB_KEY])
+{
+	static const char *const qkv[] = {".to_q.weight", ".to_k.weight", ".to_v.weight",
+					  ".query.weight", ".key.weight", ".value.weight"};
+	size_t n = strlen(name);
+	const char *temb = ".time_emb_proj.weight";
+	if (n >= strlen(temb) && !strcmp(name + n - strlen(temb), temb)) {
+		snprintf(key, SIB_KEY, "time_emb_proj");
+		return 1;
+	}
+	for (size_t i = 0; i < sizeof qkv / sizeof qkv[0]; i++) {
+		size_t l = strlen(qkv[i]);
+		if (n > l && n - l + 4 < SIB_KEY && !strcmp(name + n - l, qkv[i])) {
+			snprintf(key, SIB_KEY, "%.*s.qkv", (int)(n - l), name);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* Record a secret weight that has siblings (when there is room). */
+static void sib_note(struct sec_ctx *c, const char *name, const cdm_tensor *w)
+{
+	char key[SIB_KEY];
+	if (!sib_key(name, key) || c->nsib == SIB_MAX)
+		return;
+	int g = 0;
+	while (g < c->ngroups && strcmp(c->gkey[g], key))
+		g++;
+	if (g == c->ngroups) {
+		if (g == SIB_GROUPS)
+			return;
+		memcpy(c->gkey[g], key, SIB_KEY);
+		c->ngroups++;
+	}
+	c->sib[c->nsib++] = (struct sib_w){w, SD(w)->serial, g};
+}
+
+/* A weight is freed (through this context: models free their weights with
+ * the cdm_nn that made them): forget it and its group's product. */
+static void sib_forget(struct sec_ctx *c, const cdm_tensor *t)
+{
+	for (int i = 0; c && i < c->nsib; i++) {
+		if (c->sib[i].w != t)
+			continue;
+		sib_drop(&c->cache[c->sib[i].group]);
+		c->sib[i] = c->sib[--c->nsib];
+		/* moving the last entry renumbers it: no product may refer to it */
+		if (i < c->nsib)
+			sib_drop(&c->cache[c->sib[i].group]);
+		return;
+	}
+}
+
+static int sib_find(const struct sec_ctx *c, const cdm_tensor *w)
+{
+	for (int i = 0; i < c->nsib; i++)
+		if (c->sib[i].w == w && c->sib[i].serial == SD(w)->serial)
+			return i;
+	return -1;
+}
+
+
+/* The group product of sibling si's group for input x [rows x in]. */
+static int sib_compute(struct sec_ctx *c, int si, const cdm_tensor *x, size_t rows,
+		       size_t in, struct cdm_err *err)
+{
+	struct sib_cache *k = &c->cache[c->sib[si].group];
+	sib_drop(k);
+	for (int i = 0; i < c->nsib; i++) {
+		const struct sib_w *e = &c->sib[i];
+		if (e->group != c->sib[si].group || (size_t)e->w->dim[1] != in)
+			continue;
+		k->member[k->n] = i;
+		k->off[k->n++] = k->total;
+		k->total += (size_t)e->w->dim[0];
+	}
+	cdm_shr wt = {0};
+	int rc = cdm_shr_new(&wt, in * k->total, err);
+	for (int j = 0; rc == 0 && j < k->n; j++) { /* W^T of every member, side by side */
+		const cdm_tensor *w = c->sib[k->member[j]].w;
+		size_t on = (size_t)w->dim[0];
+		for (size_t o = 0; o < on; o++)
+			for (size_t i = 0; i < in; i++) {
+				wt.a[i * k->total + k->off[j] + o] = SI(w)->a[o * in + i];
+				wt.b[i * k->total + k->off[j] + o] = SI(w)->b[o * in + i];
+			}
+	}
+	if (rc == 0)
+		rc = cdm_mpc_matmul(c->m, &k->y, SI(x), &wt, 1, rows, in, k->total, c->F, err);
+	cdm_shr_free(&wt);
+	if (rc == 0) {
+		k->x = SD(x)->serial;
+		k->rows = rows;
+	} else {
+		sib_drop(k);
+	}
+	return rc;
+}
+
+/* out = x W^T for a weight with siblings; 1 when w has none (the caller
+ * computes it alone), 0 or an error otherwise. */
+static int sib_linear(struct sec_ctx *c, cdm_tensor *out, const cdm_tensor *x,
+		      const cdm_tensor *w, size_t rows, size_t in, size_t on, struct cdm_err *err)
+{
+	int si = sib_find(c, w);
+	/* the baseline suites keep one product per layer, as SPU would */
+	if (si < 0 || SD(x)->pub || SD(x)->integer || c->suite != CDM_SUITE_CDM)
+		return 1;
+	struct sib_cache *k = &c->cache[c->sib[si].group];
+	int j = -1;
+	for (int t = 0; k->x == SD(x)->serial && t < k->n; t++)
+		if (k->member[t] == si && !k->served[t])
+			j = t;
+	if (j < 0) {
+		int members = 0;
+		for (int i = 0; i < c->nsib; i++)
+			members += c->sib[i].group == c->sib[si].group &&
+				   (size_t)c->sib[i].w->dim[1] == in;
+		if (members < 2)
+			return 1;
+		CDM_TRY(sib_compute(c, si, x, rows, in, err));
+		for (int t = 0; t < k->n; t++)
+			if (k->member[t] == si)
+				j = t;
+	}
+	cdm_shr *o = SO(out);
+	if (!o->a)
+		CDM_TRY(cdm_shr_new(o, rows * on, err));
+	for (size_t r = 0; r < rows; r++) {
+		memcpy(o->a + r * on, k->y.a + r * k->total + k->off[j], on * 8);
+		memcpy(o->b + r * on, k->y.b + r * k->total + k->off[j], on * 8);
+	}
+	k->served[j] = 1;
+	int left = 0;
+	for (int t = 0; t < k->n; t++)
+		left += !k->served[t];
+	if (!left) /* every member had its slice: free the product */
+		sib_drop(k);
+	return 0;
+}
+
 /* Public-model mode: a weight is a public tensor (its floats and their
  * trivial sharing). */
 static int pub_weight(struct sec_ctx *c, const char *name, int ndim, const int64_t *dim,
@@ -173,7 +370,7 @@ static int pub_weight(struct sec_ctx *c, const char *name, int ndim, const int64
 					cdm_st_path(c->pubw), name, (long long)i,
 					isnan(data[i]) ? "NaN" : "infinite");
 		}
-	int rc = new_tensor(ndim, dim, 1, out, err);
+	int rc = new_tensor(c, ndim, dim, 1, out, err);
 	if (rc == 0 && (rc = s_set_public(c, *out, data, err)) < 0) {
 		s_free(c, *out);
 		*out = NULL;
@@ -193,7 +390,8 @@ static int s_weight(void *vc, const char *name, int ndim, const int64_t *dim, cd
 				name);
 	const uint64_t *a, *b;
 	CDM_TRY(cdm_share_get(c->model, name, ndim, dim, &a, &b, err));
-	CDM_TRY(new_tensor(ndim, dim, 0, out, err));
+	CDM_TRY(new_tensor(c, ndim, dim, 0, out, err));
+	sib_note(c, name, *out);
 	struct sdata *d = SD(*out);
 	/* The share file is read-only: no op ever writes into an input's
 	 * components, so dropping const here is safe. */
@@ -417,9 +615,14 @@ static int s_linear(void *vc, cdm_tensor *out, const cdm_tensor *x, const cdm_te
 	size_t in = (size_t)w->dim[1], on = (size_t)w->dim[0], rows = numel(x) / in;
 	if (SD(w)->pub)
 		return linear_pub(c, out, x, w, bias, rows, in, on, err);
+	int rc = sib_linear(c, out, x, w, rows, in, on, err);
+	if (rc <= 0) {
+		if (rc == 0 && bias)
+			add_rows(SO(out), SI(bias), rows, on);
+		return rc;
+	}
 	cdm_shr wt = {0};
 	CDM_TRY(transpose(&wt, SI(w), on, in, err));
-	int rc;
 	if (SD(x)->pub)
 		rc = pub_matmul(c, SO(out), SD(x)->pub, &wt, rows, in, on, err);
 	else
@@ -516,6 +719,41 @@ static int affine(struct sec_ctx *c, cdm_shr *out, const cdm_shr *nrm, const cdm
 	return rc;
 }
 
+/*
+ * Suite cdm: the norm with gamma and beta fused in (cdm_nl_norm_rows_affine):
+ * d * gamma rides in the round of the squares and the final product, so the
+ * affine map costs no round (3 rounds saved per norm against norm, then
+ * mul_trunc). A public gamma becomes a sharing without communication. The
+ * baseline suites keep the separate product, as SPU would.
+ */
+static int norm_fused(struct sec_ctx *c, cdm_shr *out, const cdm_shr *x, size_t rows,
+		      size_t cols, double eps, const cdm_tensor *gamma, const cdm_tensor *beta,
+		      size_t C, size_t inner, struct cdm_err *err)
+{
+	cdm_shr g = {0}, b = {0};
+	int rc = 0;
+	if (SD(gamma)->pub) {
+		uint64_t *ge = cdm_alloc(x->n, 8, err);
+		if (!ge)
+			return CDM_ENOMEM;
+		for (size_t i = 0; i < x->n; i++)
+			ge[i] = enc(SD(gamma)->pub[(i / inner) % C], c->F);
+		rc = cdm_shr_new(&g, x->n, err);
+		if (rc == 0)
+			cdm_mpc_public(c->m, ge, &g);
+		cdm_free(ge);
+	} else {
+		rc = expand(&g, SI(gamma), x->n, C, inner, err);
+	}
+	if (rc == 0)
+		rc = expand(&b, SI(beta), x->n, C, inner, err);
+	if (rc == 0)
+		rc = cdm_nl_norm_rows_affine(c->m, c->suite, out, x, rows, cols, eps, &g, &b, err);
+	cdm_shr_free(&g);
+	cdm_shr_free(&b);
+	return rc;
+}
+
 static int s_group_norm(void *vc, cdm_tensor *out, const cdm_tensor *x, int groups, double eps,
 			const cdm_tensor *gamma, const cdm_tensor *beta, struct cdm_err *err)
 {
@@ -523,6 +761,9 @@ static int s_group_norm(void *vc, cdm_tensor *out, const cdm_tensor *x, int grou
 	label(c, "groupnorm");
 	size_t B = (size_t)x->dim[0], C = (size_t)x->dim[1], n = numel(x);
 	size_t inner = n / (B * C), rows = B * (size_t)groups;
+	if (c->suite == CDM_SUITE_CDM)
+		return norm_fused(c, SO(out), SI(x), rows, n / rows, eps, gamma, beta, C, inner,
+				  err);
 	cdm_shr nrm = {0};
 	int rc = cdm_nl_norm_rows(c->m, c->suite, &nrm, SI(x), rows, n / rows, eps, err);
 	if (rc == 0)
@@ -537,6 +778,8 @@ static int s_layer_norm(void *vc, cdm_tensor *out, const cdm_tensor *x, double e
 	struct sec_ctx *c = vc;
 	label(c, "layernorm");
 	size_t D = (size_t)x->dim[x->ndim - 1], n = numel(x);
+	if (c->suite == CDM_SUITE_CDM)
+		return norm_fused(c, SO(out), SI(x), n / D, D, eps, gamma, beta, D, 1, err);
 	cdm_shr nrm = {0};
 	int rc = cdm_nl_norm_rows(c->m, c->suite, &nrm, SI(x), n / D, D, eps, err);
 	if (rc == 0)
@@ -996,6 +1239,9 @@ void cdm_nn_secure_free(cdm_nn *nn)
 {
 	if (!nn)
 		return;
+	struct sec_ctx *c = nn->ctx;
+	for (int g = 0; c && g < SIB_GROUPS; g++)
+		sib_drop(&c->cache[g]);
 	cdm_free(nn->ctx);
 	cdm_free(nn);
 }
@@ -1048,7 +1294,7 @@ int cdm_nn_secure_wrap(cdm_nn *nn, int ndim, const int64_t *dim, cdm_shr *s, int
 	if (ndim < 1 || ndim > CDM_NN_MAX_DIMS || (size_t)n != s->n)
 		return cdm_fail(err, CDM_EINTERNAL, "secure wrap: %zu elements for a %d-d shape",
 				s->n, ndim);
-	CDM_TRY(new_tensor(ndim, dim, 0, out, err));
+	CDM_TRY(new_tensor(nn->ctx, ndim, dim, 0, out, err));
 	SD(*out)->s = *s;
 	SD(*out)->integer = integer;
 	memset(s, 0, sizeof *s);

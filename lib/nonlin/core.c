@@ -92,8 +92,10 @@ int nl_mul_shift(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, const cdm_shr *y, i
 	return cdm_mpc_dot_trunc(m, out, x, y, 1, NULL, shift, err);
 }
 
-int nl_cmp_consts(cdm_mpc *m, cdm_shr *bits, const cdm_shr *x, const double *t, int K,
-		  int pre, struct cdm_err *err)
+/* nl_cmp_consts, optionally with a product riding along (ride != NULL:
+ * cdm_mpc_ltz_dot_trunc, no extra round). */
+static int cmp_consts(cdm_mpc *m, cdm_shr *bits, const cdm_shr *x, const double *t, int K,
+		      int pre, const struct nl_ride *ride, struct cdm_err *err)
 {
 	size_t n = x->n;
 	int F = cdm_mpc_frac(m);
@@ -110,7 +112,9 @@ int nl_cmp_consts(cdm_mpc *m, cdm_shr *bits, const cdm_shr *x, const double *t, 
 			cdm_shr dk = nl_view(&d, (size_t)k * n, n);
 			cdm_mpc_add_const(m, &dk, src, (uint64_t)0 - nl_enc(ldexp(t[k], -pre), F));
 		}
-		rc = cdm_mpc_ltz(m, &b, &d, err);
+		rc = ride ? cdm_mpc_ltz_dot_trunc(m, &b, &d, ride->out, ride->x, ride->y, 1,
+						  ride->shift, err)
+			  : cdm_mpc_ltz(m, &b, &d, err);
 	}
 	for (int k = 0; rc == 0 && k < K; k++) {
 		memcpy(bits[k].a, b.a + (size_t)k * n, n * 8);
@@ -120,6 +124,18 @@ int nl_cmp_consts(cdm_mpc *m, cdm_shr *bits, const cdm_shr *x, const double *t, 
 	cdm_shr_free(&d);
 	cdm_shr_free(&b);
 	return rc;
+}
+
+int nl_cmp_consts(cdm_mpc *m, cdm_shr *bits, const cdm_shr *x, const double *t, int K,
+		  int pre, struct cdm_err *err)
+{
+	return cmp_consts(m, bits, x, t, K, pre, NULL, err);
+}
+
+int nl_cmp_consts_ride(cdm_mpc *m, cdm_shr *bits, const cdm_shr *x, const double *t, int K,
+		       const struct nl_ride *ride, struct cdm_err *err)
+{
+	return cmp_consts(m, bits, x, t, K, 0, ride, err);
 }
 
 int nl_seg_select(cdm_mpc *m, cdm_shr *out, const cdm_shr *P, const cdm_shr *b, int K,
@@ -224,14 +240,17 @@ int nl_cheb_tree(cdm_mpc *m, cdm_shr *T, const cdm_shr *w, const int *mdeg, int 
  *
  * Plan (rounds as counted by P0; C = one batched comparison call):
  *   1. bits b_k = [x < brk_k] (C); segment indicators ind_j are local
- *      differences of them (exact 0/1).
- *   2. one multiplication round: x_m = I_m * x for each middle map m
- *      (I_m = the indicator of its segment) and x * L, L = sum over the
- *      tails of ind_j * slope_j (integer slopes: exact, no truncation).
- *      Outside its segment x_m = 0, so everything built on it stays
- *      bounded: no wrapped garbage, no selection products at the end.
- *   3. w_m = map(x_m) + I_m b_m: one fused truncation (x_m * (a_m x_m)
- *      for a squared map, a_m x_m for a linear one); w_m = 0 outside.
+ *      differences of them (exact 0/1). The map's product M_m = (x (a_m x))
+ *      >> (shift + F) for a squared map, (1 (a_m x)) >> shift for a linear
+ *      one, rides along in the comparison's rounds (cdm_mpc_ltz_dot_trunc)
+ *      on the unselected x: outside the segment it may be wrapped garbage.
+ *   2. one multiplication round: x_m = I_m * x and w_m = I_m * M_m for
+ *      each middle map m (I_m = the indicator of its segment; 0/1 integer
+ *      products are exact, so the garbage becomes an exact 0) and x * L,
+ *      L = sum over the tails of ind_j * slope_j (integer slopes: exact).
+ *      Outside its segment x_m = w_m = 0, so everything built on them stays
+ *      bounded: no selection products at the end.
+ *   3. w_m += I_m b_m (local); w_m = 0 outside.
  *   4. T_1..T_H of w_m, H = ceil(deg/2), one mul_trunc per tree level.
  *   5. p_m = A_m + T_H * B_m (T_{H+i} = 2 T_H T_i - T_{H-i}), every map
  *      and every linear or constant term in ONE dot product with a fused
@@ -288,15 +307,47 @@ static void pw_ws_free(struct pw_ws *s)
 	nl_free(s->T, NL_MAX_DEG + 1);
 }
 
-/* Steps 1 and 2: indicators and the selection products. */
+/* The map products M_m of step 1, for every map at once (M blocks of n). */
+static int pw_map_operands(cdm_mpc *m, const struct nl_pw *f, const struct pw_ws *s,
+			   const cdm_shr *x, cdm_shr *px, cdm_shr *py, struct cdm_err *err)
+{
+	size_t n = s->n, nm = n * (size_t)s->M;
+	CDM_TRY(nl_new_raw(px, nm, err));
+	CDM_TRY(nl_new_raw(py, nm, err));
+	uint64_t *one = NULL;
+	if (!f->sq) { /* 1 (an integer, public) times a_m x */
+		if (!(one = cdm_alloc(nm, 8, err)))
+			return CDM_ENOMEM;
+		for (size_t k = 0; k < nm; k++)
+			one[k] = 1;
+		cdm_mpc_public(m, one, px);
+		cdm_free(one);
+	}
+	for (int j = 0; j < s->M; j++) {
+		cdm_shr pj = nl_view(px, (size_t)j * n, n), yj = nl_view(py, (size_t)j * n, n);
+		if (f->sq) {
+			memcpy(pj.a, x->a, n * 8);
+			memcpy(pj.b, x->b, n * 8);
+		}
+		cdm_mpc_mul_int(m, &yj, x, (uint64_t)f->a[j]);
+	}
+	return 0;
+}
+
+/* Steps 1 to 3: indicators, the selection products, the maps. */
 static int pw_select(cdm_mpc *m, const struct nl_pw *f, struct pw_ws *s, const cdm_shr *x,
 		     struct cdm_err *err)
 {
-	size_t n = s->n;
+	size_t n = s->n, nm = n * (size_t)s->M;
 	int K = s->K, rc;
-	cdm_shr bits[NL_MAX_BRK], L = {0}, X = {0};
+	int np = s->M + s->tail;
+	cdm_shr bits[NL_MAX_BRK], L = {0}, X = {0}, px = {0}, py = {0}, mp = {0}, all = {0};
 	CDM_TRY(nl_new(bits, K, n, err));
-	rc = nl_cmp_consts(m, bits, x, f->brk, K, 0, err);
+	rc = pw_map_operands(m, f, s, x, &px, &py, err);
+	if (rc == 0) {
+		struct nl_ride ride = {&mp, &px, &py, f->sq ? f->shift + s->F : f->shift};
+		rc = nl_cmp_consts_ride(m, bits, x, f->brk, K, &ride, err);
+	}
 	if (rc == 0)
 		rc = nl_new(s->ind, K + 1, n, err);
 	for (int j = 0; rc == 0 && j <= K; j++) {
@@ -307,53 +358,49 @@ static int pw_select(cdm_mpc *m, const struct nl_pw *f, struct pw_ws *s, const c
 		if (j > 0)
 			cdm_mpc_sub(m, &s->ind[j], &s->ind[j], &bits[j - 1]);
 	}
-	int np = s->M + s->tail;
+	/* L = [I_m ... | tail slopes | I_m ...], X = [x ... | x | M_m ...] */
+	size_t nsel = n * (size_t)np;
 	if (rc == 0)
-		rc = nl_new(&L, 1, n * (size_t)np, err);
+		rc = nl_new(&L, 1, nsel + nm, err);
 	if (rc == 0)
-		rc = nl_new_raw(&X, n * (size_t)np, err);
+		rc = nl_new_raw(&X, nsel + nm, err);
 	for (int j = 0; rc == 0 && j <= K; j++) {
-		int mp = f->segmap[j];
-		cdm_shr lj = nl_view(&L, (size_t)(mp >= 0 ? mp : s->M) * n, n);
-		if (mp >= 0)
+		int mj = f->segmap[j];
+		cdm_shr lj = nl_view(&L, (size_t)(mj >= 0 ? mj : s->M) * n, n);
+		if (mj >= 0) {
+			cdm_shr lw = nl_view(&L, nsel + (size_t)mj * n, n);
 			cdm_shr_copy(&lj, &s->ind[j], err);
-		else if (s->tail)
+			cdm_shr_copy(&lw, &s->ind[j], err);
+		} else if (s->tail) {
 			nl_axpy(m, &lj, &s->ind[j], (uint64_t)(int64_t)f->lin1[j], 1);
+		}
 	}
 	for (int p = 0; rc == 0 && p < np; p++) {
 		memcpy(X.a + (size_t)p * n, x->a, n * 8);
 		memcpy(X.b + (size_t)p * n, x->b, n * 8);
 	}
-	if (rc == 0)
-		rc = cdm_mpc_mul(m, &s->sel, &L, &X, err);
-	nl_free(bits, K);
-	cdm_shr_free(&L);
-	cdm_shr_free(&X);
-	return rc;
-}
-
-/* Step 3: w_m = map(x_m) + I_m b_m (0 outside the segment). */
-static int pw_maps(cdm_mpc *m, const struct nl_pw *f, struct pw_ws *s, struct cdm_err *err)
-{
-	size_t n = s->n, nm = n * (size_t)s->M;
-	int F = s->F, rc;
-	cdm_shr xm = nl_view(&s->sel, 0, nm), ax = {0};
-	CDM_TRY(nl_new(&ax, 1, nm, err));
-	for (int j = 0; j < s->M; j++) {
-		cdm_shr aj = nl_view(&ax, (size_t)j * n, n), xj = nl_view(&xm, (size_t)j * n, n);
-		cdm_mpc_mul_int(m, &aj, &xj, (uint64_t)f->a[j]);
+	if (rc == 0) {
+		memcpy(X.a + nsel, mp.a, nm * 8);
+		memcpy(X.b + nsel, mp.b, nm * 8);
+		rc = cdm_mpc_mul(m, &all, &L, &X, err);
 	}
-	if (f->sq)
-		rc = cdm_mpc_dot_trunc(m, &s->W, &xm, &ax, 1, NULL, f->shift + F, err);
-	else
-		rc = cdm_mpc_trunc(m, &s->W, &ax, f->shift, err);
-	for (int j = 0; rc == 0 && j <= s->K; j++) {
+	if (rc == 0)
+		rc = nl_new_raw(&s->sel, nsel, err);
+	if (rc == 0)
+		rc = nl_new_raw(&s->W, nm, err);
+	if (rc == 0) {
+		memcpy(s->sel.a, all.a, nsel * 8), memcpy(s->sel.b, all.b, nsel * 8);
+		memcpy(s->W.a, all.a + nsel, nm * 8), memcpy(s->W.b, all.b + nsel, nm * 8);
+	}
+	for (int j = 0; rc == 0 && j <= K; j++) { /* w_m += I_m b_m */
 		if (f->segmap[j] < 0)
 			continue;
 		cdm_shr wj = nl_view(&s->W, (size_t)f->segmap[j] * n, n);
-		nl_axpy(m, &wj, &s->ind[j], nl_enc(f->b[f->segmap[j]], F), 1);
+		nl_axpy(m, &wj, &s->ind[j], nl_enc(f->b[f->segmap[j]], s->F), 1);
 	}
-	cdm_shr_free(&ax);
+	nl_free(bits, K);
+	cdm_shr_free(&L), cdm_shr_free(&X), cdm_shr_free(&px), cdm_shr_free(&py);
+	cdm_shr_free(&mp), cdm_shr_free(&all);
 	return rc;
 }
 
@@ -582,8 +629,6 @@ int nl_pw_eval(cdm_mpc *m, const struct nl_pw *f, cdm_shr *out, const cdm_shr *x
 	if (pw_use48(f)) /* the mixed forms have larger coefficients: 2 bits */
 		s.Fc = s.Fc > 2 ? s.Fc - 2 : 0;
 	int rc = pw_select(m, f, &s, x, err);
-	if (rc == 0)
-		rc = pw_maps(m, f, &s, err);
 	for (int k = 1; rc == 0 && k <= s.Hmax; k++)
 		rc = cdm_shr_new(&s.T[k], s.W.n, err);
 	if (rc == 0)

@@ -61,6 +61,16 @@ int nl_mul_shift(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, const cdm_shr *y, i
 int nl_cmp_consts(cdm_mpc *m, cdm_shr *bits, const cdm_shr *x, const double *t, int K,
 		  int pre, struct cdm_err *err);
 
+/* A product riding along a comparison: out = (x * y) >> shift, elementwise
+ * (cdm_mpc_ltz_dot_trunc). out: zeroed. */
+struct nl_ride {
+	cdm_shr *out;
+	const cdm_shr *x, *y;
+	int shift;
+};
+/* nl_cmp_consts (pre = 0) with `ride` computed in the same rounds. */
+int nl_cmp_consts_ride(cdm_mpc *m, cdm_shr *bits, const cdm_shr *x, const double *t, int K,
+		       const struct nl_ride *ride, struct cdm_err *err);
 /* Select among K+1 segment values P[0..K] (same scale) with the monotone
  * bits b[k] = [x < t_k]: out = P[K] + sum_k b[k]*(P[k-1]-P[k]), K
  * products in one round, exact (garbage in unselected P cancels). out:

@@ -236,9 +236,13 @@ int cdm_nl_norm_rows_affine(cdm_mpc *m, enum cdm_suite s, cdm_shr *out, const cd
 	}
 	if (rc == 0) {
 		cdm_mpc_add_const(m, &var, &var, nl_enc(eps, F));
-		/* |d g / sqrt(var + eps)| <= sqrt(cols) |g| < 2^7 * 8 */
+		/* The result's magnitude |d g / sqrt(var + eps)| <= sqrt(cols) |g|
+		 * (|d_i| <= sqrt(cols var) in every row) bounds the last product:
+		 * 2^10 covers cols <= 2^14 without gamma; with gamma inv.c's
+		 * scales leave 2^(36-F) (two bits of margin below its limit). */
+		int ybits = gamma ? 36 - F : 10;
 		if (s == CDM_SUITE_CDM)
-			rc = nl_inv_mul(m, out, &var, F, -18, 14, 1, &d, F, 10, F, err);
+			rc = nl_inv_mul(m, out, &var, F, -18, 14, 1, &d, F, ybits, F, err);
 		else
 			rc = nl_spu_rsqrt(m, &rs, &var, err);
 	}

@@ -23,7 +23,10 @@
  *  cdm (default, ours). One batched comparison call per function; the
  *  segment indicators select the INPUT (x_m = I_m x, exact 0/1 products), so
  *  outside its segment a polynomial sees 0 and every value stays bounded
- *  (huge inputs never wrap into the result). Chebyshev sums on a quantised
+ *  (huge inputs never wrap into the result). The polynomial's input map
+ *  (a x^2 or a x, truncated) is computed on the unselected x in the rounds
+ *  of the comparisons (cdm_mpc_ltz_dot_trunc) and selected with the input,
+ *  which turns its garbage outside the segment into an exact 0. Chebyshev sums on a quantised
  *  map of x_m or x_m^2 (coefficients from scripts/fit_nonlin.py): T_1..T_H,
  *  H = ceil(deg/2), by a product tree, then the polynomial, the segment
  *  constants and slopes in ONE dot product with a fused truncation
@@ -123,7 +126,8 @@ int cdm_nl_norm_rows(cdm_mpc *m, enum cdm_suite s, cdm_shr *out, const cdm_shr *
  * and beta given per element (n = rows*cols each; NULL = 1 and 0). The
  * product with gamma rides in the round of the squares and the final
  * product, so the affine map costs no round of its own (the caller's
- * norm, mul_trunc, add costs 3 more rounds). Domain: |gamma| < 8. */
+ * norm, mul_trunc, add costs 3 more rounds). Domain: |gamma| sqrt(cols) <
+ * 2^(36-F) (F = 20: |gamma| < 1024 for rows of 4096), |d gamma| < 2^(62-2F). */
 int cdm_nl_norm_rows_affine(cdm_mpc *m, enum cdm_suite s, cdm_shr *out, const cdm_shr *x,
 			    size_t rows, size_t cols, double eps, const cdm_shr *gamma,
 			    const cdm_shr *beta, struct cdm_err *err);

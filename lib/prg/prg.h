@@ -32,9 +32,19 @@ void cdm_prg_free(cdm_prg *g); /* accepts a zeroed or freed cdm_prg */
 
 /* Fill buf with n keystream bytes. Output stays block-aligned: each call
  * consumes ceil(n/16) blocks, so call sequences, not byte counts, define
- * the stream. */
+ * the stream. Calls of at least 256 KiB are split over the --threads pool
+ * (lib/ring/pool.h) with the same bytes. */
 void cdm_prg_bytes(cdm_prg *g, void *buf, size_t n);
 void cdm_prg_u64(cdm_prg *g, uint64_t *out, size_t n);
+
+/* Open `out` as an independent reader of g's stream positioned `ahead`
+ * blocks after g's current position (g is not moved). With cdm_prg_skip this
+ * lets threads expand disjoint parts of one stream: the bytes are those a
+ * sequence of calls on g would give. out must be freed with cdm_prg_free. */
+int cdm_prg_open_at(cdm_prg *out, const cdm_prg *g, uint64_t ahead, struct cdm_err *err);
+
+/* Advance g by `blocks` 16-byte blocks without producing them. */
+void cdm_prg_skip(cdm_prg *g, uint64_t blocks);
 
 /* Derive the seed of an independent stream: AES_seed(label || index). */
 void cdm_prg_derive(const uint8_t seed[CDM_SEED_BYTES], const char *label, uint64_t index,

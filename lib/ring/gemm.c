@@ -17,7 +17,8 @@
  * strips (and copying them) was 3-10% slower than reading B in place, also
  * for power-of-two row strides. Edge tiles use masked loads and stores,
  * which never touch memory outside A, B and C. No heap memory is used, so
- * the function cannot fail and is safe to call from any thread.
+ * the function cannot fail and is safe to call from any thread. Large
+ * products are split over the --threads pool (lib/ring/pool.h).
  *
  * B with fewer than 8 columns (matrix-vector products) runs as dot products
  * along k against a transposed copy of a k slice of B (28 KiB on the stack).
@@ -34,6 +35,7 @@
  * blocking are used (the compiler vectorises what it can).
  */
 #include "ring.h"
+#include "pool.h"
 
 #include <string.h>
 
@@ -59,11 +61,11 @@
 /* Copy the kc x n block of B (n <= NARROW_N) transposed into bt: row j of bt
  * is column j of B, NARROW_KC words apart, so dot products run along k. */
 static void pack_bt(uint64_t *restrict bt, const uint64_t *restrict b, size_t n,
-		    size_t kc)
+		    size_t ldb, size_t kc)
 {
 	for (size_t p = 0; p < kc; p++)
 		for (size_t j = 0; j < n; j++)
-			bt[j * NARROW_KC + p] = b[p * n + j];
+			bt[j * NARROW_KC + p] = b[p * ldb + j];
 }
 
 #if GEMM_AVX512
@@ -240,36 +242,98 @@ static void dot_dispatch(size_t n, size_t kc, const uint64_t *restrict a,
 
 #endif
 
+/* One sub-problem: C (ldc) (+)= A (lda) x B (ldb), m x k x n. The whole
+ * product, or one part of it on the pool. */
+struct gemm_args {
+	uint64_t *c;
+	const uint64_t *a, *b;
+	size_t m, k, n, lda, ldb, ldc;
+	int accumulate;
+};
+
 /* Narrow B (n < NARROW_N): for each k slice, transpose B and take one dot
  * product per element of C. */
-static void gemm_narrow(uint64_t *c, const uint64_t *a, const uint64_t *b, size_t m,
-			size_t k, size_t n, int accumulate)
+static void gemm_narrow(const struct gemm_args *g)
 {
 	_Alignas(64) uint64_t bt[NARROW_N * NARROW_KC];
 
-	for (size_t p0 = 0; p0 < k; p0 += NARROW_KC) {
-		size_t kc = k - p0 < NARROW_KC ? k - p0 : NARROW_KC;
-		int load_c = accumulate || p0 > 0;
-		pack_bt(bt, b + p0 * n, n, kc);
-		for (size_t i = 0; i < m; i++)
-			dot_dispatch(n, kc, a + i * k + p0, bt, c + i * n, load_c);
+	for (size_t p0 = 0; p0 < g->k; p0 += NARROW_KC) {
+		size_t kc = g->k - p0 < NARROW_KC ? g->k - p0 : NARROW_KC;
+		int load_c = g->accumulate || p0 > 0;
+		pack_bt(bt, g->b + p0 * g->ldb, g->n, g->ldb, kc);
+		for (size_t i = 0; i < g->m; i++)
+			dot_dispatch(g->n, kc, g->a + i * g->lda + p0, bt, g->c + i * g->ldc,
+				     load_c);
 	}
 }
 
 /* One MC x KC block of A against the KC-deep slice of B, strip by strip:
  * the KC x NR strip of B (48 KiB) is reused by every row tile of the block. */
-static void gemm_block(uint64_t *c, const uint64_t *a, const uint64_t *b, size_t mc,
-		       size_t kc, size_t n, size_t lda, int load_c)
+static void gemm_block(uint64_t *c, size_t ldc, const uint64_t *a, size_t lda,
+		       const uint64_t *b, size_t ldb, size_t mc, size_t kc, size_t n,
+		       int load_c)
 {
 	for (size_t j0 = 0; j0 < n; j0 += NR) {
 		size_t nr = n - j0 < NR ? n - j0 : NR;
 		for (size_t i = 0; i < mc; i += MR) {
 			size_t mr = mc - i < MR ? mc - i : MR;
-			kernel_dispatch(mr, kc, a + i * lda, lda, b + j0, n, c + i * n + j0, n,
-					nr, load_c);
+			kernel_dispatch(mr, kc, a + i * lda, lda, b + j0, ldb, c + i * ldc + j0,
+					ldc, nr, load_c);
 		}
 	}
 }
+
+static void gemm_serial(const struct gemm_args *g)
+{
+	if (g->m == 0 || g->n == 0)
+		return;
+	if (g->n < NARROW_N) {
+		gemm_narrow(g);
+		return;
+	}
+	for (size_t p0 = 0; p0 < g->k; p0 += KC) {
+		size_t kc = g->k - p0 < KC ? g->k - p0 : KC;
+		/* The first slice overwrites C unless accumulating; later
+		 * slices always add to what the earlier ones left. */
+		int load_c = g->accumulate || p0 > 0;
+		for (size_t i0 = 0; i0 < g->m; i0 += MC) {
+			size_t mc = g->m - i0 < MC ? g->m - i0 : MC;
+			gemm_block(g->c + i0 * g->ldc, g->ldc, g->a + i0 * g->lda + p0, g->lda,
+				   g->b + p0 * g->ldb, g->ldb, mc, kc, g->n, load_c);
+		}
+	}
+}
+
+/*
+ * Parallel split (--threads): each part owns a block of C, rows when C is
+ * at least as high as wide (or B is narrow), else columns, in whole
+ * micro-tiles. Every element of C is computed by the same code whatever the
+ * split, and ring arithmetic is exact, so the result is bit-identical to
+ * one thread.
+ */
+static void gemm_part(void *arg, int part, int nparts)
+{
+	const struct gemm_args *g = arg;
+	struct gemm_args s = *g;
+	size_t lo, hi;
+	if (g->m >= g->n || g->n < NARROW_N) {
+		cdm_ring_part(g->m, MR, part, nparts, &lo, &hi);
+		s.c = g->c + lo * g->ldc;
+		s.a = g->a + lo * g->lda;
+		s.m = hi - lo;
+	} else {
+		cdm_ring_part(g->n, NR, part, nparts, &lo, &hi);
+		s.c = g->c + lo;
+		s.b = g->b + lo;
+		s.n = hi - lo; /* a thin last part (< NARROW_N) takes the dot path */
+	}
+	gemm_serial(&s);
+}
+
+/* Products below this many multiply-adds run on the calling thread: a
+ * pool wake-up costs 5-20 microseconds, a tenth of 2^20 multiply-adds
+ * (the 3x3 convolutions of the mnist UNet are 1.8M). */
+#define GEMM_PAR_MIN ((size_t)1 << 20)
 
 void cdm_ring_gemm(uint64_t *c, const uint64_t *a, const uint64_t *b, size_t m,
 		   size_t k, size_t n, int accumulate)
@@ -282,19 +346,9 @@ void cdm_ring_gemm(uint64_t *c, const uint64_t *a, const uint64_t *b, size_t m,
 			memset(c, 0, m * n * sizeof *c);
 		return;
 	}
-	if (n < NARROW_N) {
-		gemm_narrow(c, a, b, m, k, n, accumulate);
-		return;
-	}
-	for (size_t p0 = 0; p0 < k; p0 += KC) {
-		size_t kc = k - p0 < KC ? k - p0 : KC;
-		/* The first slice overwrites C unless accumulating; later
-		 * slices always add to what the earlier ones left. */
-		int load_c = accumulate || p0 > 0;
-		for (size_t i0 = 0; i0 < m; i0 += MC) {
-			size_t mc = m - i0 < MC ? m - i0 : MC;
-			gemm_block(c + i0 * n, a + i0 * k + p0, b + p0 * n, mc, kc, n, k,
-				   load_c);
-		}
-	}
+	struct gemm_args g = {c, a, b, m, k, n, k, n, n, accumulate};
+	if (cdm_ring_threads() > 1 && m * k * n >= GEMM_PAR_MIN)
+		cdm_ring_parallel(gemm_part, &g);
+	else
+		gemm_serial(&g);
 }
