@@ -7,7 +7,9 @@
 # offsets, dtype and shape against the byte size, shape product overflow,
 # negative dims, unknown dtype, duplicate names, trailing bytes, NaN/+Inf/-Inf
 # weights, non-UTF-8 / deeply nested / truncated / non-object config.json,
-# an unknown block type, a missing config or weight file, and for --input a
+# an unknown block type, a missing config or weight file, weights that do
+# not fit config.json (a tensor of another shape, a missing tensor, an extra
+# tensor the model never binds), and for --input a
 # NaN noise tensor and a noise tensor of the wrong shape.
 # Each: exit 1, exactly one stderr line "cdm-share: ..." naming the file and
 # the problem, no PREFIX.* created (nor a temporary), and an existing
@@ -160,6 +162,32 @@ case_dir noweights
 rm "$T/noweights/$WN"
 refused noweights noweights "$WN"
 
+# ---- weights against config.json: every tensor the UNet binds, no other ------------------------
+# in_channels 3, the weights have 1: named file, tensor, actual and expected shape
+case_dir fit
+sed 's/"in_channels": *[0-9]*/"in_channels": 3/' $M/config.json >"$T/fit/$CN"
+refused fit $WN "conv_in\.weight': shape \[[0-9]+,1,3,3\], expected \[[0-9]+,3,3,3\]"
+# a wider first block: the first weight whose shape changes is named
+case_dir fitwide
+C0=$(tr -d ' \n' <$M/config.json | sed -n 's/.*"block_out_channels":\[\([0-9]*\).*/\1/p')
+tr -d ' \n' <$M/config.json | sed "s/\"block_out_channels\":\[$C0,/\"block_out_channels\":[$((C0 * 2)),/" \
+	>"$T/fitwide/$CN"
+grep -q "\"block_out_channels\":\[$((C0 * 2))," "$T/fitwide/$CN" || bad "fitwide: the config edit did not apply"
+refused fitwide $WN "conv_in\.weight': shape \[$C0,1,3,3\], expected \[$((C0 * 2)),1,3,3\]"
+# conv_in.bias renamed (same length): missing for the model, and extra
+case_dir fitmiss
+sed 's/"conv_in\.bias"/"conv_in\.bixs"/' "$T/h" >"$T/h.fitmiss"
+weights fitmiss "$T/h.fitmiss" "$T/d"
+refused fitmiss $WN "no tensor 'conv_in\.bias'"
+# one tensor more than the model binds (appended to the data)
+case_dir fitextra
+DL=$(wc -c <"$T/d")
+sed "s/^{/{\"extra.weight\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[$DL,$((DL + 8))]},/" \
+	"$T/h" >"$T/h.fitextra"
+{ cat "$T/d"; printf '\000\000\200\077\000\000\200\077'; } >"$T/d.fitextra"
+weights fitextra "$T/h.fitextra" "$T/d.fitextra"
+refused fitextra $WN "tensor 'extra\.weight' is not a weight of the model .*config\.json"
+
 # ---- --input: the noise tensor x_T ---------------------------------------------------------------
 # a valid x_T from --dump-noise, then a NaN in it and a wrong shape
 run_cmd $B/cdm-share -o "$T/in" --input --label 1 --seed 3 --dump-noise "$T/xT" $M
@@ -173,9 +201,8 @@ st_build "$T/xh" "$T/xd.nan" >"$T/xT.nan"
 keep_file "$T/in.1"
 fails 1 "noise NaN" "NaN|finite" -- \
 	$B/cdm-share -o "$T/in" --input --label 1 --noise "$T/xT.nan" $M
-grep -q "xT.nan" "$T/stderr" ||
-	gap "cdm-share --noise: a NaN in x_T is reported without the file name" \
-		"(lib/sample/share.c passes \"noise\" to cdm_fxp_encode_f32): $(cat "$T/stderr")"
+grep -q "xT\.nan: tensor 'x': element 2 is NaN" "$T/stderr" ||
+	bad "noise NaN: the message does not name the file, tensor and element: $(cat "$T/stderr")"
 assert_absent "noise NaN" "$T/in.0" "$T/in.2"
 assert_kept "$T/in.1" "noise NaN"
 # same bytes, shape [B,C,2,H*W/2]: right size, wrong shape

@@ -4,7 +4,6 @@
 # from the repository root and gets:
 #   $B (tool directory), $M (bundled MNIST model), $T (scratch dir, removed
 #   on exit together with every process registered in $PIDS), bad/finish,
-#   gap (a known defect elsewhere: fails only with CDM_STRICT=1),
 #   free_ports N (first of N consecutive free TCP ports), peers_list BASE,
 #   model_shares (cached model shares: prints their prefix), input_shares,
 #   assert_exit, assert_one_line, keep_file/assert_kept (an existing output
@@ -31,11 +30,6 @@ trap 'cleanup' EXIT
 trap 'exit 130' INT TERM
 
 bad() { echo "FAIL: $*"; fail=1; }
-# gap MSG: a known defect in code this test does not own, reported to its
-# owner: printed, and a failure only with CDM_STRICT=1 (set it once fixed)
-gap() {
-	if [ -n "${CDM_STRICT:-}" ]; then bad "$*"; else echo "KNOWN GAP: $*"; fi
-}
 # finish NAME: last line of a test
 finish() {
 	[ $fail = 0 ] && echo "$1 ok"
