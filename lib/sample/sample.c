@@ -440,7 +440,10 @@ static int setup(struct run *r, cdm_share *model, cdm_share *input, struct cdm_e
 		CDM_TRY(cdm_nn_secure_bind(r->nn, model, err));
 	rc = cdm_unet_new(&r->unet, r->nn, &ucfg, err);
 	if (rc < 0) {
-		cdm_err_prefix(err, "%s: ", o->public_model ? o->public_model : model->path);
+		/* a weight error names the share file already: do not name it twice */
+		const char *src = o->public_model ? o->public_model : model->path;
+		if (strncmp(err->msg, src, strlen(src)) != 0)
+			cdm_err_prefix(err, "%s: ", src);
 		return rc;
 	}
 	CDM_TRY(cdm_unet_check_input(r->unet, 4, r->shape, err));
