@@ -18,7 +18,7 @@ _cdm_complete() {
 	local opts
 	case "${COMP_WORDS[0]##*/}" in
 	cdm-share) opts="-o --input --label --seed --noise --batch --dump-noise --frac-bits --zstd -q --help" ;;
-	cdm-party) opts="--id --peers --model --input -o --sampler --steps --eta --protocols --tls-cert --tls-key --tls-ca --timeout --stats --checkpoint --checkpoint-every --resume --public-model -q --help" ;;
+	cdm-party) opts="--id --peers --model --input -o --sampler --steps --eta --protocols --tls-cert --tls-key --tls-ca --timeout --stats --checkpoint --checkpoint-every --resume --keep-checkpoints --public-model -q --help" ;;
 	cdm-reveal) opts="-o --psnr --summary -q --help" ;;
 	cdm-unet-step) opts="-m -t -o --label --sampler --steps --eta --noise --eps --timesteps --context --vae-decode --text-encode --help" ;;
 	cdm-bench)
