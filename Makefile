@@ -75,7 +75,15 @@ $(BUILD)/fuzz/%-replay: $(BUILD)/tests/fuzz/%.o $(BUILD)/tests/fuzz/replay.o $(L
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-tests: all $(TEST_BIN) $(FUZZ_REPLAY)
+# Test-only tools (tests/tools/*.c), e.g. the digit classifier the CLI
+# tests use to check that a sample shows the requested digit.
+TOOL_SRC = $(sort $(wildcard tests/tools/*.c))
+TEST_TOOLS = $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
+$(BUILD)/tools/%: $(BUILD)/tests/tools/%.o $(LIBCDM)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+tests: all $(TEST_BIN) $(FUZZ_REPLAY) $(TEST_TOOLS)
 
 # ---- checks ------------------------------------------------------------------
 check: $(DEPS_STAMP)
