@@ -3,7 +3,8 @@
 # built inside the test from the bundled model with shell tools only (dd,
 # head, sed, printf): truncation at every section of the safetensors file
 # (length field, header, data start, mid-data, last byte, zstd stream),
-# header length beyond the file and of 2^60, overlapping / reversed / holey
+# header length beyond the file and of 2^60, a header JSON nested 1000 deep
+# or with a non-UTF-8 tensor name, overlapping / reversed / holey
 # offsets, dtype and shape against the byte size, shape product overflow,
 # negative dims, unknown dtype, duplicate names, trailing bytes, NaN/+Inf/-Inf
 # weights, non-UTF-8 / deeply nested / truncated / non-object config.json,
@@ -85,6 +86,17 @@ case_dir hdrjunk
 printf 'not json at all!' >"$T/hj"
 weights hdrjunk "$T/hj" "$T/d"
 refused hdrjunk $WN "not a JSON object|not valid JSON"
+# the header JSON itself: nested 1000 deep, and a tensor name that is not UTF-8
+case_dir hdrdeep
+{ printf '{"x":'; i=0; while [ $i -lt 500 ]; do printf '[['; i=$((i + 1)); done
+  i=0; while [ $i -lt 500 ]; do printf ']]'; i=$((i + 1)); done; printf '}'; } >"$T/hd"
+weights hdrdeep "$T/hd" "$T/d"
+refused hdrdeep $WN "nested deeper than"
+case_dir hdrutf8
+sed 's/"conv_in\.bias"/"conv_in.b\xff\xfes"/' "$T/h" >"$T/hu"
+cmp -s "$T/h" "$T/hu" && bad "hdrutf8: the header edit did not apply"
+weights hdrutf8 "$T/hu" "$T/d"
+refused hdrutf8 $WN "decode byte 0xff|UTF-8"
 
 # ---- offsets -------------------------------------------------------------------------------
 entry overlap "\"dtype\":\"F32\",\"shape\":[$N],\"data_offsets\":[$((A + 4)),$((E + 4))]"
