@@ -377,16 +377,19 @@ static int run(struct opts *o, struct cdm_err *err)
 		fprintf(stderr, PROG ": resumed from the checkpoint after step %lld\n",
 			(long long)res.resumed_from);
 	double secs = cdm_now() - pg.t0;
+	int written = 0;
 	if (rc == 0) {
 		cdm_cli_block_signals(1);
 		rc = cdm_sample_write_output(o->output, o->id, input->frac_bits, &res,
 					     res.model_id, input->sharing_id, err);
 		cdm_cli_block_signals(0);
+		written = rc == 0;
 	}
 	if (rc == 0 && o->stats)
 		rc = write_stats(o->stats, o, m, &res, o->run.steps, secs, err);
-	if (rc == 0 && o->run.checkpoint_dir) {
-		/* the output is complete: a failure here only keeps the checkpoints */
+	if (written && o->run.checkpoint_dir) {
+		/* the output is complete (even if --stats failed, the others wait
+		 * for this round): a failure here only keeps the checkpoints */
 		struct cdm_err e2 = {0};
 		if (cdm_sample_end_checkpoints(m, &o->run, &res, o->keep_ckpt, &e2) < 0)
 			fprintf(stderr, PROG ": warning: %s; checkpoints in %s kept\n", e2.msg,
