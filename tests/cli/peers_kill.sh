@@ -71,8 +71,11 @@ if wait_running stop; then
 	kill -STOP $pid0
 	# +1: whole-second clock; the silence limit is per round, so it can end up to
 	# one timeout after the last byte, which came just before the stop
-	# the first survivor to time out leaves; the other may see it close first
-	survivors stop "peer 0.*timeout|peer [12] closed the connection" $((TO - 1)) $((TO + 2)) $t0 1 2
+	# the first survivor to time out leaves; the other may see it close first,
+	# or, holding peer 0's last message already, wait on the other survivor
+	# (itself stuck on peer 0) and name that one; one of them names peer 0
+	survivors stop "peer [0-2]: no data for $TO s \(timeout\)|peer [12] closed the connection" \
+		$((TO - 1)) $((TO + 2)) $t0 1 2
 	cat "$T"/stop.err.1 "$T"/stop.err.2 | grep -q "peer 0: no data for $TO s (timeout)" ||
 		bad "stop: no survivor reported the silent peer 0: $(cat "$T"/stop.err.*)"
 	kill -9 $pid0 2>/dev/null
