@@ -26,15 +26,16 @@
 	PROG " --id I --peers H0:P0,H1:P1,H2:P2 --model M.I --input X.I -o OUT.I "        \
 	     "[--sampler ddpm|ddim|dpmpp] [--steps N] [--eta E] [--protocols cdm|spu|cipherdm] " \
 	     "[--tls-cert C --tls-key K --tls-ca CA] [--timeout SEC] [--stats FILE.json] "          \
-	     "[--checkpoint DIR [--checkpoint-every K] [--resume]] [--public-model DIR] "          \
-	     "[--guidance S] [--threads N] [-q]"
+	     "[--checkpoint DIR [--checkpoint-every K] [--resume] [--keep-checkpoints]] "       \
+	     "[--public-model DIR] [--guidance S] [--threads N] [-q]"
 
 static const char help[] =
 	"usage: " PROG " --id I --peers H0:P0,H1:P1,H2:P2 --model M.I --input X.I -o OUT.I\n"
 	"                 [--sampler ddpm|ddim|dpmpp] [--steps N] [--eta E]\n"
 	"                 [--protocols cdm|spu|cipherdm] [--tls-cert C --tls-key K --tls-ca CA]\n"
 	"                 [--timeout SEC] [--stats FILE.json] [--threads N]\n"
-	"                 [--checkpoint DIR [--checkpoint-every K] [--resume]] [-q]\n"
+	"                 [--checkpoint DIR [--checkpoint-every K] [--resume]\n"
+	"                  [--keep-checkpoints]] [-q]\n"
 	"       " PROG " ... --public-model MODEL_DIR --input X.I -o OUT.I ...\n"
 	"\n"
 	"Party I of a secure sampling run: reads its model share and input share, connects\n"
@@ -60,6 +61,8 @@ static const char help[] =
 	"      --checkpoint-every K  (default 5)\n"
 	"      --resume          continue from the newest checkpoint step all three parties\n"
 	"                        hold in their DIR (same result as an uninterrupted run)\n"
+	"      --keep-checkpoints  keep this run's checkpoints once all three parties\n"
+	"                        have written their output (default: removed)\n"
 	"      --guidance S      Stable Diffusion shares: classifier-free guidance scale\n"
 	"                        (default 7.5, as diffusers; S <= 1: the prompt alone)\n"
 	"      --public-model DIR  weights are public: read the plaintext model folder\n"
@@ -72,7 +75,8 @@ static const char help[] =
 	"Exit status: 0 success, 1 bad usage or input file, 2 network or protocol failure.\n";
 
 enum { O_SAMPLER = 256, O_STEPS, O_ETA, O_PROT, O_CERT, O_KEY, O_CA, O_TIMEOUT, O_STATS,
-       O_TEST_SEED, O_CKPT, O_CKPT_EVERY, O_RESUME, O_PUBLIC, O_GUIDANCE, O_THREADS };
+       O_TEST_SEED, O_CKPT, O_CKPT_EVERY, O_RESUME, O_PUBLIC, O_GUIDANCE, O_THREADS,
+       O_KEEP_CKPT };
 
 static const struct option longopts[] = {
 	{"checkpoint", required_argument, NULL, O_CKPT},
@@ -82,6 +86,7 @@ static const struct option longopts[] = {
 	{"help", no_argument, NULL, 'h'},
 	{"id", required_argument, NULL, 'i'},
 	{"input", required_argument, NULL, 'x'},
+	{"keep-checkpoints", no_argument, NULL, O_KEEP_CKPT},
 	{"model", required_argument, NULL, 'm'},
 	{"output", required_argument, NULL, 'o'},
 	{"peers", required_argument, NULL, 'p'},
@@ -102,7 +107,7 @@ static const struct option longopts[] = {
 };
 
 struct opts {
-	int id, quiet, steps_set;
+	int id, quiet, steps_set, keep_ckpt;
 	int threads; /* --threads; 0 = not given (1) */
 	const char *model, *input, *output, *stats;
 	char hosts[CDM_PARTIES][256];
@@ -213,6 +218,7 @@ static int parse(int argc, char **argv, struct opts *o, struct cdm_err *err)
 			o->run.checkpoint_every = v;
 			break;
 		case O_RESUME: o->run.resume = 1; break;
+		case O_KEEP_CKPT: o->keep_ckpt = 1; break;
 		case O_PUBLIC: o->run.public_model = optarg; break;
 		case O_GUIDANCE:
 			CDM_TRY(cdm_cli_double("--guidance", optarg, -1000, 1000, &d, err));
@@ -237,8 +243,9 @@ static int parse(int argc, char **argv, struct opts *o, struct cdm_err *err)
 				"--input and -o are required");
 	if (o->model && o->run.public_model)
 		return cdm_fail(err, CDM_EINPUT, "--model and --public-model exclude each other");
-	if ((o->run.resume || o->run.checkpoint_every) && !o->run.checkpoint_dir)
-		return cdm_fail(err, CDM_EINPUT, "--resume and --checkpoint-every need --checkpoint");
+	if ((o->run.resume || o->run.checkpoint_every || o->keep_ckpt) && !o->run.checkpoint_dir)
+		return cdm_fail(err, CDM_EINPUT, "--resume, --checkpoint-every and "
+				"--keep-checkpoints need --checkpoint");
 	int ntls = !!o->net.tls_cert + !!o->net.tls_key + !!o->net.tls_ca;
 	if (ntls != 0 && ntls != 3)
 		return cdm_fail(err, CDM_EINPUT, "--tls-cert, --tls-key and --tls-ca go together");
@@ -390,14 +397,24 @@ static int run(struct opts *o, struct cdm_err *err)
 		fprintf(stderr, PROG ": resumed from the checkpoint after step %lld\n",
 			(long long)res.resumed_from);
 	double secs = cdm_now() - pg.t0;
+	int written = 0;
 	if (rc == 0) {
 		cdm_cli_block_signals(1);
 		rc = cdm_sample_write_output(o->output, o->id, input->frac_bits, &res,
 					     res.model_id, input->sharing_id, err);
 		cdm_cli_block_signals(0);
+		written = rc == 0;
 	}
 	if (rc == 0 && o->stats)
 		rc = write_stats(o->stats, o, m, &res, o->run.steps, secs, err);
+	if (written && o->run.checkpoint_dir) {
+		/* the output is complete (even if --stats failed, the others wait
+		 * for this round): a failure here only keeps the checkpoints */
+		struct cdm_err e2 = {0};
+		if (cdm_sample_end_checkpoints(m, &o->run, &res, o->keep_ckpt, &e2) < 0)
+			fprintf(stderr, PROG ": warning: %s; checkpoints in %s kept\n", e2.msg,
+				o->run.checkpoint_dir);
+	}
 	cdm_sample_result_clear(&res);
 	cdm_mpc_free(m);
 	cdm_net_free(net);

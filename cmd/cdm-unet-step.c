@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,7 +99,16 @@ static int load_image(cdm_nn *nn, cdm_st *st, const char *name, cdm_tensor **out
 				"[B,C,H,W]", cdm_st_path(st), name, t->ndim);
 	float *data = NULL;
 	CDM_TRY(cdm_st_load_f32(st, name, 4, t->shape, &data, err));
-	int rc = cdm_nn_public(nn, 4, t->shape, data, out, err);
+	/* a NaN or Inf would run through every layer and come out as a
+	 * silently useless reference: refuse it as cdm-share --noise does */
+	int rc = 0;
+	for (uint64_t i = 0; rc == 0 && i < t->numel; i++)
+		if (!isfinite(data[i]))
+			rc = cdm_fail(err, CDM_EINPUT, "%s: tensor '%s': element %llu is %s",
+				      cdm_st_path(st), name, (unsigned long long)i,
+				      isnan(data[i]) ? "NaN" : "infinite");
+	if (rc == 0)
+		rc = cdm_nn_public(nn, 4, t->shape, data, out, err);
 	cdm_free(data);
 	return rc;
 }

@@ -11,7 +11,8 @@ _cdm_opts() {
 		--frac-bits --zstd -q --quiet -h --help" ;;
 	cdm-party) echo "-i --id -p --peers -m --model -x --input -o --output --sampler --steps
 		--eta --protocols --tls-cert --tls-key --tls-ca --timeout --stats --checkpoint
-		--checkpoint-every --resume --public-model --guidance --threads -q --quiet -h --help" ;;
+		--checkpoint-every --resume --keep-checkpoints --public-model --guidance --threads
+		-q --quiet -h --help" ;;
 	cdm-reveal) echo "-o --output --psnr --summary -q --quiet -h --help" ;;
 	cdm-unet-step) echo "-m --model -t --timestep --label --context --guidance --sampler --steps --eta
 		--noise --eps --timesteps --vae-decode --text-encode --tokenize -o --output

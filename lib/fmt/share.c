@@ -289,6 +289,37 @@ const struct cdm_st_tensor *cdm_share_find(const cdm_share *sh, const char *name
 	return t;
 }
 
+static int shape_is(const struct cdm_st_tensor *t, int ndim, const int64_t *shape)
+{
+	int same = t->ndim == ndim;
+	for (int i = 0; same && i < ndim; i++)
+		same = t->shape[i] == shape[i];
+	return same;
+}
+
+/* "[4,1,3,3]" into buf (always terminated, "..." when cut). */
+static const char *shape_str(char *buf, size_t size, int ndim, const int64_t *shape)
+{
+	size_t k = (size_t)snprintf(buf, size, "[");
+	for (int i = 0; i < ndim && k < size; i++)
+		k += (size_t)snprintf(buf + k, size - k, "%s%lld", i ? "," : "",
+				      (long long)shape[i]);
+	if (k < size)
+		snprintf(buf + k, size - k, "]");
+	return buf;
+}
+
+/* Named by the secret (conv_in.weight), not by its component tensor
+ * (conv_in.weight.a): the user thinks in the model's names. */
+static int shape_error(const cdm_share *sh, const char *name, const struct cdm_st_tensor *t,
+		       int ndim, const int64_t *shape, struct cdm_err *err)
+{
+	char a[100], b[100];
+	return cdm_fail(err, CDM_EINPUT, "%s: tensor '%.80s': shape %s, expected %s", sh->path,
+			name, shape_str(a, sizeof a, t->ndim, t->shape),
+			shape_str(b, sizeof b, ndim, shape));
+}
+
 static int get_comp(cdm_share *sh, const char *name, char c, int ndim, const int64_t *shape,
 		    const uint64_t **out, struct cdm_err *err)
 {
@@ -296,8 +327,11 @@ static int get_comp(cdm_share *sh, const char *name, char c, int ndim, const int
 	if (!s)
 		return cdm_fail(err, CDM_ENOMEM, "%s: out of memory", sh->path);
 	int owned = 0, rc = 0;
-	if (!cdm_st_find(sh->st, s))
+	const struct cdm_st_tensor *t = cdm_st_find(sh->st, s);
+	if (!t)
 		rc = cdm_fail(err, CDM_EINPUT, "%s: no secret tensor '%.80s'", sh->path, name);
+	else if (!shape_is(t, ndim, shape))
+		rc = shape_error(sh, name, t, ndim, shape, err);
 	else
 		rc = cdm_st_load_u64(sh->st, s, ndim, shape, out, &owned, err);
 	free(s);

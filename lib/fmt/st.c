@@ -583,7 +583,7 @@ int cdm_st_to_f32(const cdm_st *st, const struct cdm_st_tensor *t, float *out,
 	}
 }
 
-static int find_shaped(const cdm_st *st, const char *name, int ndim, const int64_t *shape,
+int cdm_st_find_shaped(const cdm_st *st, const char *name, int ndim, const int64_t *shape,
 		       const struct cdm_st_tensor **out, struct cdm_err *err)
 {
 	const struct cdm_st_tensor *t = cdm_st_find(st, name);
@@ -607,7 +607,7 @@ int cdm_st_load_f32(const cdm_st *st, const char *name, int ndim, const int64_t 
 {
 	const struct cdm_st_tensor *t;
 	*out = NULL;
-	CDM_TRY(find_shaped(st, name, ndim, shape, &t, err));
+	CDM_TRY(cdm_st_find_shaped(st, name, ndim, shape, &t, err));
 	float *buf = cdm_alloc(t->numel, sizeof *buf, err);
 	if (!buf)
 		return cdm_err_prefix(err, "%s: tensor '%.80s': ", st->path, name);
@@ -626,7 +626,7 @@ int cdm_st_load_u64(const cdm_st *st, const char *name, int ndim, const int64_t 
 	const struct cdm_st_tensor *t;
 	*out = NULL;
 	*owned = 0;
-	CDM_TRY(find_shaped(st, name, ndim, shape, &t, err));
+	CDM_TRY(cdm_st_find_shaped(st, name, ndim, shape, &t, err));
 	if (t->dtype != CDM_U64)
 		return cdm_fail(err, CDM_EINPUT, "%s: tensor '%.80s': dtype %s, expected U64",
 				st->path, name, cdm_dtype_name(t->dtype));

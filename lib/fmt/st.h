@@ -83,6 +83,11 @@ int cdm_st_meta_at(const cdm_st *st, size_t i, const char **key, const char **va
  * Fails for non-float dtypes. */
 int cdm_st_to_f32(const cdm_st *st, const struct cdm_st_tensor *t, float *out,
 		  struct cdm_err *err);
+/* Find `name` and check its shape equals `shape` (ndim dims), without
+ * reading data: "<file>: no tensor 'n'" or "<file>: tensor 'n': shape
+ * [..], expected [..]". */
+int cdm_st_find_shaped(const cdm_st *st, const char *name, int ndim, const int64_t *shape,
+		       const struct cdm_st_tensor **out, struct cdm_err *err);
 /* Find `name`, check its shape equals `shape` (ndim dims), convert to F32
  * into a new cdm_alloc'ed buffer. Messages name file, tensor and shapes. */
 int cdm_st_load_f32(const cdm_st *st, const char *name, int ndim, const int64_t *shape,

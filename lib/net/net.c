@@ -288,9 +288,21 @@ static long chan_read(cdm_net *net, int p, struct cdm_err *err)
 	}
 }
 
+/* What counts as progress for the timeout: a frame sent or received in
+ * full, or this many bytes moved. A peer that trickles a byte now and then
+ * without ever completing a frame (a stuck or hostile peer, slowloris
+ * style) must not keep the others waiting past the timeout, while a large
+ * frame on any real link moves far more than this per timeout. */
+#define NET_PROGRESS_BYTES (64u << 10)
+
+struct pump {
+	uint64_t bytes; /* moved since the last progress */
+	int done;       /* a frame completed */
+};
+
 /* Move bytes on channel p until its jobs are done or the kernel would
- * block. Sets *moved when any byte moved. */
-static int chan_pump(cdm_net *net, int p, int *moved, struct cdm_err *err)
+ * block, counting them into *pu. */
+static int chan_pump(cdm_net *net, int p, struct pump *pu, struct cdm_err *err)
 {
 	struct net_chan *c = &net->ch[p];
 	c->want = 0;
@@ -300,11 +312,12 @@ static int chan_pump(cdm_net *net, int p, int *moved, struct cdm_err *err)
 			return (int)n;
 		if (n == 0)
 			break;
-		*moved = 1;
+		pu->bytes += (uint64_t)n;
 		c->out_done += (size_t)n;
 		net->stats.bytes_sent += (uint64_t)n;
 		if (c->out_done == c->out_total) {
 			c->out_total = 0;
+			pu->done = 1;
 			net->stats.messages_sent++;
 		}
 	}
@@ -314,18 +327,22 @@ static int chan_pump(cdm_net *net, int p, int *moved, struct cdm_err *err)
 			return (int)n;
 		if (n == 0)
 			break;
-		*moved = 1;
+		pu->bytes += (uint64_t)n;
 		c->in_done += (size_t)n;
 		net->stats.bytes_recv += (uint64_t)n;
 		if (!c->in_checked && c->in_done >= NET_HDR)
 			CDM_TRY(check_hdr(net, p, err));
-		if (c->in_done == c->in_total)
+		if (c->in_done == c->in_total) {
 			c->in_total = 0;
+			pu->done = 1;
+		}
 	}
 	return 0;
 }
 
-static int timeout_err(cdm_net *net, struct cdm_err *err)
+/* trickled: bytes that moved since the last progress without completing
+ * a frame (0: the peer was silent) */
+static int timeout_err(cdm_net *net, uint64_t trickled, struct cdm_err *err)
 {
 	int p = 0;
 	for (int q = 0; q < CDM_PARTIES; q++)
@@ -335,6 +352,10 @@ static int timeout_err(cdm_net *net, struct cdm_err *err)
 				break; /* prefer a peer we are waiting to hear from */
 		}
 	int ms = net->timeout_ms;
+	if (trickled)
+		return cdm_fail(err, CDM_ENET, "%s: only %llu bytes and no complete frame in %.*f s "
+				"(timeout)", net->ch[p].name, (unsigned long long)trickled,
+				ms % 1000 ? 1 : 0, ms / 1000.0);
 	if (ms % 1000 == 0)
 		return cdm_fail(err, CDM_ENET, "%s: no data for %d s (timeout)", net->ch[p].name,
 				ms / 1000);
@@ -345,14 +366,16 @@ static int timeout_err(cdm_net *net, struct cdm_err *err)
 int net_run(cdm_net *net, struct cdm_err *err)
 {
 	int64_t last = -1; /* time of the last progress, read lazily */
+	uint64_t since = 0; /* bytes moved since then */
 	for (;;) {
 		struct pollfd pf[CDM_PARTIES];
-		int np = 0, moved = 0;
+		int np = 0;
+		struct pump pu = {0, 0};
 		for (int p = 0; p < CDM_PARTIES; p++) {
 			struct net_chan *c = &net->ch[p];
 			if (p == net->id || (!c->out_total && !c->in_total))
 				continue;
-			CDM_TRY(chan_pump(net, p, &moved, err));
+			CDM_TRY(chan_pump(net, p, &pu, err));
 			if (c->want) {
 				pf[np].fd = c->fd;
 				pf[np].events = c->want;
@@ -362,11 +385,14 @@ int net_run(cdm_net *net, struct cdm_err *err)
 		if (np == 0)
 			return 0;
 		int64_t now = net_now_ms();
-		if (moved || last < 0)
+		since += pu.bytes;
+		if (pu.done || since >= NET_PROGRESS_BYTES || last < 0) {
 			last = now;
+			since = 0;
+		}
 		int64_t left = last + net->timeout_ms - now;
 		if (left <= 0)
-			return timeout_err(net, err);
+			return timeout_err(net, since, err);
 		int rc = poll(pf, (nfds_t)np, (int)left);
 		if (rc < 0 && errno != EINTR)
 			return cdm_fail(err, CDM_ENET, "party %d: poll: %s", net->id, strerror(errno));

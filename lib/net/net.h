@@ -14,8 +14,10 @@
  * sockets), so two peers sending hundreds of MB to each other never
  * deadlock. Both sides know every length in advance: a received frame whose
  * length, session id or sequence number differs from the expected one is a
- * CDM_EPROTO error; a closed peer, a short read or silence longer than the
- * timeout is CDM_ENET. Zero-length messages are not sent at all.
+ * CDM_EPROTO error; a closed peer, a short read or no progress for longer
+ * than the timeout is CDM_ENET. Progress is a frame completed in either
+ * direction or 64 KiB moved, so a peer trickling bytes without completing
+ * a frame times out too. Zero-length messages are not sent at all.
  *
  * Wire format: each message is one frame, a 32-byte little-endian header
  *   u32 magic "CDM1" | u32 flags (0) | u64 session | u64 seq | u64 length
@@ -43,7 +45,7 @@ struct cdm_net_opts {
 	const char *tls_cert;          /* PEM; TLS when all three are set */
 	const char *tls_key;
 	const char *tls_ca;
-	int timeout_ms;                /* per-round silence limit; 0 = default */
+	int timeout_ms;                /* per-round no-progress limit; 0 = default */
 	int connect_timeout_ms;        /* give up connecting after this; 0 = 120 s */
 	uint64_t session;              /* session id in every frame; 0 = agree one */
 	int quiet;                     /* no warning for plain TCP off loopback */

@@ -196,20 +196,48 @@ void ckpt_state_clear(struct ckpt_state *st)
 	memset(st, 0, sizeof *st);
 }
 
-void ckpt_prune(const char *dir, int party, int64_t keep0, int64_t keep1)
+/* Unlink party's checkpoints of `run` except steps keep0 and keep1 (-1:
+ * none): how many, or an error naming a file that would not go. Files of
+ * other runs and files that do not read as checkpoints are the user's. */
+static int remove_run(const char *dir, int party, const char *run, int64_t keep0,
+		      int64_t keep1, struct cdm_err *err)
 {
 	DIR *d = opendir(dir);
 	if (!d)
-		return;
+		return errno == ENOENT ? 0 : cdm_fail(err, CDM_EIO, "%s: %s", dir, strerror(errno));
 	struct dirent *e;
 	char path[NAME_MAX_LEN];
-	while ((e = readdir(d)) != NULL) {
+	int removed = 0, rc = 0;
+	while (rc == 0 && (e = readdir(d)) != NULL) {
 		int64_t s = name_step(e->d_name, party);
-		if (s < 0 || s == keep0 || s == keep1)
+		cdm_share *sh = NULL;
+		int other = 1;
+		struct cdm_err ignore = {0};
+		if (s < 0 || s == keep0 || s == keep1 ||
+		    ckpt_path(path, sizeof path, dir, party, s, &ignore) < 0)
 			continue;
-		/* a failed unlink only leaves an old file that scan orders below */
-		if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) < (int)sizeof path)
-			unlink(path);
+		if (open_checked(&sh, path, party, run, &other, &ignore) < 0)
+			continue;
+		cdm_share_close(sh);
+		if (other)
+			continue;
+		if (unlink(path) == 0)
+			removed++;
+		else if (errno != ENOENT)
+			rc = cdm_fail(err, CDM_EIO, "%s: cannot remove: %s", path, strerror(errno));
 	}
 	closedir(d);
+	return rc < 0 ? rc : removed;
+}
+
+void ckpt_prune(const char *dir, int party, const char *run, int64_t keep0, int64_t keep1)
+{
+	/* a failed unlink only leaves an old file that scan orders below */
+	struct cdm_err ignore = {0};
+	remove_run(dir, party, run, keep0, keep1, &ignore);
+}
+
+int ckpt_remove_run(const char *dir, int party, const char *run, struct cdm_err *err)
+{
+	return remove_run(dir, party, run, -1, -1, err);
 }

@@ -54,7 +54,13 @@ int ckpt_load(const char *dir, int party, int frac, const char *run, int64_t ste
 	      const int64_t shape[4], struct ckpt_state *st, struct cdm_err *err);
 void ckpt_state_clear(struct ckpt_state *st);
 
-/* Remove party's checkpoints other than steps keep0 and keep1 (-1: none). */
-void ckpt_prune(const char *dir, int party, int64_t keep0, int64_t keep1);
+/* Remove party's checkpoints of `run` (files of other runs, and files that
+ * are not valid checkpoints, stay). Returns how many were removed, or a
+ * negative code naming the file that could not be removed. */
+int ckpt_remove_run(const char *dir, int party, const char *run, struct cdm_err *err);
+
+/* Remove party's checkpoints of `run` other than steps keep0 and keep1
+ * (-1: none); failures are ignored (an old file only ranks lower). */
+void ckpt_prune(const char *dir, int party, const char *run, int64_t keep0, int64_t keep1);
 
 #endif

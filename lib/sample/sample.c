@@ -21,6 +21,7 @@
 
 #define DIGEST_LEN 512
 #define RUN_LEN (DIGEST_LEN - 64) /* the run's part of the digest */
+_Static_assert(RUN_LEN == CDM_SAMPLE_RUN_LEN, "sample.h's run length");
 #define CKPT_EVERY_DEFAULT 5
 
 int cdm_sample_check_share(const cdm_share *sh, int id, const char *kind, struct cdm_err *err)
@@ -419,6 +420,7 @@ static int setup(struct run *r, cdm_share *model, cdm_share *input, struct cdm_e
 		return cdm_fail(err, CDM_EINPUT, "--resume and --checkpoint-every need --checkpoint");
 	CDM_TRY(open_model(r, model, &ucfg, &scfg, err));
 	run_digest(r->run, r->res->model_id, input, o, cdm_mpc_frac(r->m));
+	memcpy(r->res->run, r->run, sizeof r->res->run);
 	snprintf(d, sizeof d, "%s checkpoint_every=%lld resume=%d", r->run,
 		 o->checkpoint_dir ? (long long)(o->checkpoint_every ? o->checkpoint_every
 								       : CKPT_EVERY_DEFAULT)
@@ -441,7 +443,10 @@ static int setup(struct run *r, cdm_share *model, cdm_share *input, struct cdm_e
 		CDM_TRY(cdm_nn_secure_bind(r->nn, model, err));
 	rc = cdm_unet_new(&r->unet, r->nn, &ucfg, err);
 	if (rc < 0) {
-		cdm_err_prefix(err, "%s: ", o->public_model ? o->public_model : model->path);
+		/* a weight error names the share file already: do not name it twice */
+		const char *src = o->public_model ? o->public_model : model->path;
+		if (strncmp(err->msg, src, strlen(src)) != 0)
+			cdm_err_prefix(err, "%s: ", src);
 		return rc;
 	}
 	CDM_TRY(cdm_unet_check_input(r->unet, 4, r->shape, err));
@@ -545,7 +550,7 @@ static int checkpoint(struct run *r, int64_t done, struct cdm_err *err)
 	memset(st.seed, 0, sizeof st.seed);
 	if (rc < 0)
 		return rc;
-	ckpt_prune(r->o->checkpoint_dir, id, done, r->last_ckpt);
+	ckpt_prune(r->o->checkpoint_dir, id, r->run, done, r->last_ckpt);
 	r->last_ckpt = done;
 	return 0;
 }
@@ -601,6 +606,22 @@ void cdm_sample_result_clear(struct cdm_sample_result *res)
 {
 	cdm_shr_free(&res->x);
 	memset(res, 0, sizeof *res);
+}
+
+int cdm_sample_end_checkpoints(cdm_mpc *m, const struct cdm_sample_opts *o,
+			       const struct cdm_sample_result *res, int keep,
+			       struct cdm_err *err)
+{
+	if (!o->checkpoint_dir)
+		return 0;
+	/* every party takes part in the round, keep or not, so that a party
+	 * with --keep-checkpoints never leaves the others waiting */
+	uint8_t mine = 1, in[CDM_PARTIES] = {0};
+	CDM_TRY(exchange(m, &mine, &in[0], &in[1], &in[2], 1, err));
+	if (keep)
+		return 0;
+	int n = ckpt_remove_run(o->checkpoint_dir, cdm_mpc_id(m), res->run, err);
+	return n < 0 ? n : 0;
 }
 
 int cdm_sample_write_output(const char *path, int party, int frac_bits,

@@ -43,6 +43,7 @@
 #include "../sched/sched.h"
 
 #define CDM_SAMPLE_MAX_BATCH 1024
+#define CDM_SAMPLE_RUN_LEN 448 /* bytes of a run's identity string */
 
 /* ---- producing shares (cdm-share) ---------------------------------------- */
 
@@ -150,6 +151,7 @@ struct cdm_sample_result {
 	int64_t resumed_from;       /* completed steps at start (0: a fresh run) */
 	struct cdm_cost cost[CDM_MPC_MAX_LABELS]; /* per label, every session */
 	size_t ncost;
+	char run[CDM_SAMPLE_RUN_LEN]; /* the run's identity (checkpoints' "run") */
 };
 
 /* Run the whole sampling loop. Checks first, in one round, that the three
@@ -174,6 +176,19 @@ int cdm_sample_run(cdm_mpc *m, cdm_share *model, cdm_share *input,
 		   const struct cdm_sample_opts *o, struct cdm_sample_result *res,
 		   struct cdm_err *err);
 void cdm_sample_result_clear(struct cdm_sample_result *res);
+
+/* End of a run with o->checkpoint_dir (no-op without): one round in which
+ * each party tells the others it has written its output share (call it
+ * after cdm_sample_write_output), then, unless keep, removal of this
+ * party's checkpoints of this run (other files in the directory and the
+ * directory itself stay). A checkpoint is only worth keeping while some
+ * party may still need to resume; once all three outputs exist, none does.
+ * If the round fails (a peer died before writing its output) nothing is
+ * removed, so the three can still be restarted with --resume, and the
+ * network error is returned. */
+int cdm_sample_end_checkpoints(cdm_mpc *m, const struct cdm_sample_opts *o,
+			       const struct cdm_sample_result *res, int keep,
+			       struct cdm_err *err);
 
 /* Write res as this party's output share file (kind output, 0600, atomic). */
 int cdm_sample_write_output(const char *path, int party, int frac_bits,

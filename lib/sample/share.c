@@ -17,6 +17,8 @@
 
 #include "../fmt/st.h"
 #include "../model/config.h"
+#include "../model/unet.h"
+#include "../nn/nn.h"
 #include "../prg/prg.h"
 #include "../ring/ring.h"
 #include "sample_impl.h"
@@ -174,6 +176,98 @@ static int write_model_file(const cdm_st *st, int p, int frac, const char *id,
 	return rc;
 }
 
+/* ---- do the weights fit the config? ---------------------------------------------
+ * The parties bind every weight by name and shape when they build the
+ * UNet, but only after a model owner has shipped the shares. cdm-share
+ * builds the same UNet over a shape-only backend (no data is read) so a
+ * folder whose weights do not fit its config.json is refused here, naming
+ * the tensor and both shapes, and a tensor the model never binds (a
+ * misnamed or foreign weight) is refused too instead of travelling along. */
+
+struct fit {
+	const cdm_st *st;
+	unsigned char *used; /* [cdm_st_count] */
+};
+
+static int fit_alloc(void *ctx, int ndim, const int64_t *dim, cdm_tensor **out,
+		     struct cdm_err *err)
+{
+	(void)ctx;
+	cdm_tensor *t = cdm_zalloc(1, sizeof *t, err);
+	if (!t)
+		return CDM_ENOMEM;
+	t->ndim = ndim;
+	for (int i = 0; i < CDM_NN_MAX_DIMS; i++)
+		t->dim[i] = i < ndim ? dim[i] : 1;
+	*out = t;
+	return 0;
+}
+
+static void fit_free(void *ctx, cdm_tensor *t)
+{
+	(void)ctx;
+	cdm_free(t);
+}
+
+static int fit_public(void *ctx, cdm_tensor *out, const float *data, struct cdm_err *err)
+{
+	(void)ctx, (void)out, (void)data, (void)err;
+	return 0;
+}
+
+static int fit_has(void *vctx, const char *name)
+{
+	const struct fit *f = vctx;
+	return cdm_st_find(f->st, name) != NULL;
+}
+
+static int fit_weight(void *vctx, const char *name, int ndim, const int64_t *dim,
+		      cdm_tensor **out, struct cdm_err *err)
+{
+	struct fit *f = vctx;
+	const struct cdm_st_tensor *t;
+	CDM_TRY(cdm_st_find_shaped(f->st, name, ndim, dim, &t, err));
+	for (size_t i = 0; i < cdm_st_count(f->st); i++)
+		if (cdm_st_at(f->st, i) == t)
+			f->used[i] = 1;
+	return fit_alloc(vctx, ndim, dim, out, err);
+}
+
+static const struct cdm_nn_ops fit_ops = {
+	.name = "shape-check",
+	.alloc = fit_alloc,
+	.free = fit_free,
+	.set_public = fit_public,
+	.has_weight = fit_has,
+	.weight = fit_weight,
+};
+
+/* Every tensor the UNet of cfg binds exists in st with its exact shape, and
+ * st holds no other tensor. Messages name the weight file (st's path). */
+static int check_fit(const cdm_st *st, const struct cdm_unet_config *cfg, const char *config,
+		     struct cdm_err *err)
+{
+	struct fit f = {st, NULL};
+	cdm_nn nn = {&fit_ops, &f};
+	cdm_unet *u = NULL;
+	size_t n = cdm_st_count(st);
+	if (!(f.used = cdm_zalloc(n ? n : 1, 1, err)))
+		return CDM_ENOMEM;
+	int rc = cdm_unet_new(&u, &nn, cfg, err);
+	/* a weight problem names the weight file already; anything else the
+	 * UNet refuses (e.g. a group count) comes from the config */
+	if (rc < 0 && !strstr(err->msg, cdm_st_path(st)))
+		cdm_err_prefix(err, "%s: ", config);
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		if (!f.used[i])
+			rc = cdm_fail(err, CDM_EINPUT, "%s: tensor '%.100s' is not a weight of the "
+				      "model %s describes", cdm_st_path(st), cdm_st_at(st, i)->name,
+				      config);
+	cdm_unet_free(u);
+	cdm_free(f.used);
+	return rc;
+}
+
 static int read_text(const char *path, char **out, struct cdm_err *err)
 {
 	uint8_t *buf = NULL;
@@ -220,6 +314,8 @@ int cdm_sample_share_model(const char *model_dir, const char *prefix,
 		rc = read_text(p.sched_config, &sched, err);
 	if (rc == 0)
 		rc = cdm_st_open(&st, p.weights, err);
+	if (rc == 0)
+		rc = check_fit(st, &cfg, p.config, err);
 	if (rc == 0)
 		rc = run_key(o, key, err);
 	if (rc == 0)
@@ -406,10 +502,14 @@ static int build_input(const char *model, const struct cdm_input_spec *in, int f
 			rc = cdm_sample_seed_noise(in->seed, x, n, err);
 	}
 	if (rc == 0 && x) {
+		/* name the user's file: a NaN there is the user's to fix */
+		char what[CDM_PATH_MAX + 32];
+		snprintf(what, sizeof what, "%s: tensor 'x'", in->noise_path ? in->noise_path
+									   : "--seed noise");
 		if (!(pi->noise = cdm_alloc(n, 8, err)))
 			rc = CDM_ENOMEM;
 		else
-			rc = cdm_fxp_encode_f32(pi->noise, x, n, frac, "noise", NULL, err);
+			rc = cdm_fxp_encode_f32(pi->noise, x, n, frac, what, NULL, err);
 	}
 	if (in->has_seed)
 		pi->seed_x = x;

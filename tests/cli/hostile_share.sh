@@ -3,11 +3,14 @@
 # built inside the test from the bundled model with shell tools only (dd,
 # head, sed, printf): truncation at every section of the safetensors file
 # (length field, header, data start, mid-data, last byte, zstd stream),
-# header length beyond the file and of 2^60, overlapping / reversed / holey
+# header length beyond the file and of 2^60, a header JSON nested 1000 deep
+# or with a non-UTF-8 tensor name, overlapping / reversed / holey
 # offsets, dtype and shape against the byte size, shape product overflow,
 # negative dims, unknown dtype, duplicate names, trailing bytes, NaN/+Inf/-Inf
 # weights, non-UTF-8 / deeply nested / truncated / non-object config.json,
-# an unknown block type, a missing config or weight file, and for --input a
+# an unknown block type, a missing config or weight file, weights that do
+# not fit config.json (a tensor of another shape, a missing tensor, an extra
+# tensor the model never binds), and for --input a
 # NaN noise tensor and a noise tensor of the wrong shape.
 # Each: exit 1, exactly one stderr line "cdm-share: ..." naming the file and
 # the problem, no PREFIX.* created (nor a temporary), and an existing
@@ -83,6 +86,17 @@ case_dir hdrjunk
 printf 'not json at all!' >"$T/hj"
 weights hdrjunk "$T/hj" "$T/d"
 refused hdrjunk $WN "not a JSON object|not valid JSON"
+# the header JSON itself: nested 1000 deep, and a tensor name that is not UTF-8
+case_dir hdrdeep
+{ printf '{"x":'; i=0; while [ $i -lt 500 ]; do printf '[['; i=$((i + 1)); done
+  i=0; while [ $i -lt 500 ]; do printf ']]'; i=$((i + 1)); done; printf '}'; } >"$T/hd"
+weights hdrdeep "$T/hd" "$T/d"
+refused hdrdeep $WN "nested deeper than"
+case_dir hdrutf8
+sed 's/"conv_in\.bias"/"conv_in.b\xff\xfes"/' "$T/h" >"$T/hu"
+cmp -s "$T/h" "$T/hu" && bad "hdrutf8: the header edit did not apply"
+weights hdrutf8 "$T/hu" "$T/d"
+refused hdrutf8 $WN "decode byte 0xff|UTF-8"
 
 # ---- offsets -------------------------------------------------------------------------------
 entry overlap "\"dtype\":\"F32\",\"shape\":[$N],\"data_offsets\":[$((A + 4)),$((E + 4))]"
@@ -160,6 +174,32 @@ case_dir noweights
 rm "$T/noweights/$WN"
 refused noweights noweights "$WN"
 
+# ---- weights against config.json: every tensor the UNet binds, no other ------------------------
+# in_channels 3, the weights have 1: named file, tensor, actual and expected shape
+case_dir fit
+sed 's/"in_channels": *[0-9]*/"in_channels": 3/' $M/config.json >"$T/fit/$CN"
+refused fit $WN "conv_in\.weight': shape \[[0-9]+,1,3,3\], expected \[[0-9]+,3,3,3\]"
+# a wider first block: the first weight whose shape changes is named
+case_dir fitwide
+C0=$(tr -d ' \n' <$M/config.json | sed -n 's/.*"block_out_channels":\[\([0-9]*\).*/\1/p')
+tr -d ' \n' <$M/config.json | sed "s/\"block_out_channels\":\[$C0,/\"block_out_channels\":[$((C0 * 2)),/" \
+	>"$T/fitwide/$CN"
+grep -q "\"block_out_channels\":\[$((C0 * 2))," "$T/fitwide/$CN" || bad "fitwide: the config edit did not apply"
+refused fitwide $WN "conv_in\.weight': shape \[$C0,1,3,3\], expected \[$((C0 * 2)),1,3,3\]"
+# conv_in.bias renamed (same length): missing for the model, and extra
+case_dir fitmiss
+sed 's/"conv_in\.bias"/"conv_in\.bixs"/' "$T/h" >"$T/h.fitmiss"
+weights fitmiss "$T/h.fitmiss" "$T/d"
+refused fitmiss $WN "no tensor 'conv_in\.bias'"
+# one tensor more than the model binds (appended to the data)
+case_dir fitextra
+DL=$(wc -c <"$T/d")
+sed "s/^{/{\"extra.weight\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[$DL,$((DL + 8))]},/" \
+	"$T/h" >"$T/h.fitextra"
+{ cat "$T/d"; printf '\000\000\200\077\000\000\200\077'; } >"$T/d.fitextra"
+weights fitextra "$T/h.fitextra" "$T/d.fitextra"
+refused fitextra $WN "tensor 'extra\.weight' is not a weight of the model .*config\.json"
+
 # ---- --input: the noise tensor x_T ---------------------------------------------------------------
 # a valid x_T from --dump-noise, then a NaN in it and a wrong shape
 run_cmd $B/cdm-share -o "$T/in" --input --label 1 --seed 3 --dump-noise "$T/xT" $M
@@ -173,9 +213,8 @@ st_build "$T/xh" "$T/xd.nan" >"$T/xT.nan"
 keep_file "$T/in.1"
 fails 1 "noise NaN" "NaN|finite" -- \
 	$B/cdm-share -o "$T/in" --input --label 1 --noise "$T/xT.nan" $M
-grep -q "xT.nan" "$T/stderr" ||
-	gap "cdm-share --noise: a NaN in x_T is reported without the file name" \
-		"(lib/sample/share.c passes \"noise\" to cdm_fxp_encode_f32): $(cat "$T/stderr")"
+grep -q "xT\.nan: tensor 'x': element 2 is NaN" "$T/stderr" ||
+	bad "noise NaN: the message does not name the file, tensor and element: $(cat "$T/stderr")"
 assert_absent "noise NaN" "$T/in.0" "$T/in.2"
 assert_kept "$T/in.1" "noise NaN"
 # same bytes, shape [B,C,2,H*W/2]: right size, wrong shape

@@ -97,10 +97,18 @@ st_data "$T/xT" >"$T/xd.nan"
 printf '\000\000\300\177' | dd of="$T/xd.nan" bs=1 seek=8 conv=notrunc 2>/dev/null
 st_header "$T/xT" >"$T/xh"
 st_build "$T/xh" "$T/xd.nan" >"$T/xnan"
-run_cmd $U -m $M -t $TS --steps 2 --label 1 -o "$T/new" "$T/xnan"
-[ $rc = 0 ] && gap "cdm-unet-step computes a NaN x_t through (exit 0, NaN output)" \
-	"instead of refusing it as cdm-share --noise does"
-[ $rc = 0 ] || assert_one_line "$T/stderr" "NaN x_t" "xnan" "NaN"
-rm -f "$T/new"
+keep_file "$T/kept"
+fails 1 "NaN x_t" "xnan: tensor 'x': element 2 is NaN" -- \
+	$U -m $M -t $TS --steps 2 --label 1 -o "$T/kept" "$T/xnan"
+assert_kept "$T/kept" "NaN x_t"
+fails 1 "NaN x_t (new output)" "xnan: tensor 'x': element 2 is NaN" -- \
+	$U -m $M -t $TS --steps 2 --label 1 -o "$T/new" "$T/xnan"
+assert_absent "NaN x_t" "$T/new"
+# -Inf in the step noise of DDPM
+printf '\000\000\200\377' | dd of="$T/xd.nan" bs=1 seek=8 conv=notrunc 2>/dev/null
+st_build "$T/xh" "$T/xd.nan" >"$T/zinf"
+fails 1 "Inf noise" "zinf: tensor 'x': element 2 is infinite" -- \
+	$U -m $M -t $TS --steps 2 --label 1 --sampler ddpm --noise "$T/zinf" -o "$T/new" "$T/xT"
+assert_absent "Inf noise" "$T/new"
 
 finish "hostile cdm-unet-step inputs"

@@ -4,7 +4,6 @@
 # from the repository root and gets:
 #   $B (tool directory), $M (bundled MNIST model), $T (scratch dir, removed
 #   on exit together with every process registered in $PIDS), bad/finish,
-#   gap (a known defect elsewhere: fails only with CDM_STRICT=1),
 #   free_ports N (first of N consecutive free TCP ports), peers_list BASE,
 #   model_shares (cached model shares: prints their prefix), input_shares,
 #   assert_exit, assert_one_line, keep_file/assert_kept (an existing output
@@ -31,11 +30,6 @@ trap 'cleanup' EXIT
 trap 'exit 130' INT TERM
 
 bad() { echo "FAIL: $*"; fail=1; }
-# gap MSG: a known defect in code this test does not own, reported to its
-# owner: printed, and a failure only with CDM_STRICT=1 (set it once fixed)
-gap() {
-	if [ -n "${CDM_STRICT:-}" ]; then bad "$*"; else echo "KNOWN GAP: $*"; fi
-}
 # finish NAME: last line of a test
 finish() {
 	[ $fail = 0 ] && echo "$1 ok"
@@ -118,13 +112,16 @@ assert_exit() {
 	[ "$rc" = "$1" ] || bad "$2: exit $rc, expected $1; stderr: $(head -c 400 "$T/stderr")"
 }
 # assert_one_line FILE WHAT PATTERN...: FILE is exactly one line starting with
-# "cdm-<tool>: " and containing every PATTERN (grep -E, case-insensitive)
+# "cdm-<tool>: " and containing every PATTERN (grep -E, case-insensitive),
+# with no prefix repeated ("x.0: x.0: ...")
 assert_one_line() {
 	local f=$1 what=$2 lines pat
 	shift 2
 	lines=$(wc -l <"$f")
 	[ "$lines" = 1 ] || { bad "$what: stderr has $lines lines: $(head -c 600 "$f")"; return; }
 	grep -q '^cdm-[a-z-]*: ' "$f" || bad "$what: stderr lacks the tool name: $(cat "$f")"
+	# a prefix added twice ("m.0: m.0: ...") reads as a bug to the user
+	grep -qE '(^| )([^ ]+): \2: ' "$f" && bad "$what: stderr repeats a prefix: $(cat "$f")"
 	for pat in "$@"; do
 		grep -qiE -- "$pat" "$f" || bad "$what: stderr lacks /$pat/: $(cat "$f")"
 	done
@@ -196,6 +193,9 @@ if [ -z "${CDM_CLI_LIB:-}" ]; then
 	keep_file "$T/k"; assert_kept "$T/k" "keep_file"
 	echo "x" >"$T/e"; fail0=$fail; echo extra >>"$T/e"
 	(assert_one_line "$T/e" self >/dev/null; exit $fail) && bad "assert_one_line passed 2 lines"
+	fail=$fail0
+	echo "cdm-party: $T/m.0: $T/m.0: tensor 'a': bad" >"$T/e"
+	(assert_one_line "$T/e" self >/dev/null; exit $fail) && bad "assert_one_line passed a repeated prefix"
 	fail=$fail0
 	finish "cli lib"
 fi

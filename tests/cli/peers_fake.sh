@@ -4,7 +4,9 @@
 # (the shell cannot listen on a socket): random bytes instead of a hello, a
 # silent peer, a peer that closes at once, a valid hello followed by random
 # bytes, by a frame with a wrong session id, a wrong sequence number, a
-# 2^62-byte length, a short frame and a close, or by silence. Each: both
+# 2^62-byte length, a short frame and a close, or by silence, and a peer
+# that trickles one byte per second of its hello or of a frame, never
+# completing it. Each: both
 # honest parties exit 2 within the timeout (+1 s) with one stderr line
 # naming peer 0 and the problem (or, for the second to fail, possibly the
 # first one leaving), and leave no output file.
@@ -52,5 +54,9 @@ fake session "peer 0: frame 0: session 0x[0-9a-f]+, expected 0x"
 fake seq "peer 0: frame 0: sequence number 5, expected 0"
 fake length "peer 0: frame 0: length 4611686018427387904, expected [0-9]+"
 fake short "peer 0 closed the connection \(frame 0 cut short after 20 of [0-9]+ bytes\)"
+# one byte per second, never completing a frame (the hello, or a frame
+# after it): bytes keep arriving, yet the parties give up at the timeout
+fake trickle "peer 0: only [0-9]+ bytes and no complete frame in 2 s \(timeout\)"
+fake drip "peer 0: only [0-9]+ bytes and no complete frame in [0-9.]+ s \(timeout\)"
 
 finish "fake peer 0 against real parties"

@@ -7,8 +7,9 @@
 #  - bad --peers values (no port, port 0 / 70000, two entries): exit 1;
 #  - a party alone: the listener (party 0) and the dialer (party 2) give up
 #    after --timeout with exit 2, one line saying whom they waited for;
-#  - the three parties started in reverse order 2 s apart succeed, and their
-#    outputs reveal to the same image as a run started in order.
+#  - the three parties started in reverse order 2 s apart, or 5 s apart with
+#    the middle one first, succeed, and their outputs reveal to the same
+#    image as a run started in order.
 CDM_CLI_LIB=1 . "$(dirname "$0")/lib.sh"
 for t in cdm-party cdm-reveal; do
 	[ -x $B/$t ] || { echo "FAIL: $B/$t not built"; exit 1; }
@@ -90,8 +91,30 @@ for i in 0 1 2; do
 	[ $rc = 0 ] || bad "in order: party $i exited $rc: $(cat "$T/fwd.err.$i")"
 done
 PIDS=""
+# ---- 5 s apart, the middle party first ----------------------------------------------------------
+# The connect window is the same deadline whatever the gap (--timeout, or
+# 120 s by default, so the default covers parties started a minute apart);
+# a 5 s gap with --timeout 15 exercises it: party 1 both waits for a late
+# dialer (party 2) and keeps dialing a late listener (party 0).
+P=$(free_ports 3)
+t0=$(now_s)
+for i in 1 0 2; do
+	party_bg $i $P "$MS.$i" "$T/x.$i" "$T/gap.$i" "$T/gap.err.$i" --timeout 15 --test-noise-seed \
+		000102030405060708090a0b0c0d0e0f
+	[ $i = 2 ] || sleep 5
+done
+for i in 0 1 2; do
+	wait_party $i
+	[ $rc = 0 ] || bad "5 s apart: party $i exited $rc: $(cat "$T/gap.err.$i")"
+done
+PIDS=""
+el=$(( $(now_s) - t0 ))
+[ $el -ge 10 ] || bad "5 s apart: done after ${el}s, the gaps were not kept"
+[ -s "$T/gap.0" ] || bad "5 s apart: no output of party 0"
 $B/cdm-reveal -o "$T/rev.st" "$T/rev.0" "$T/rev.1" 2>"$T/err" || bad "reveal rev: $(cat "$T/err")"
 $B/cdm-reveal -o "$T/fwd.st" "$T/fwd.1" "$T/fwd.2" 2>"$T/err" || bad "reveal fwd: $(cat "$T/err")"
+$B/cdm-reveal -o "$T/gap.st" "$T/gap.0" "$T/gap.2" 2>"$T/err" || bad "reveal gap: $(cat "$T/err")"
+cmp -s "$T/gap.st" "$T/fwd.st" || bad "the 5 s apart run reveals another image than the in-order run"
 r=$($B/cdm-reveal --psnr "$T/fwd.st" "$T/rev.st" 2>&1)
 echo "reverse-order run vs in-order run: $r"
 case "$r" in

@@ -6,9 +6,11 @@
 # two others must exit 2; the three restarted with --resume must report
 # resumed_from > 0 and give an output that reveals to EXACTLY the bytes of
 # an uninterrupted run (no --checkpoint) with the same test seeds. Also:
-# checkpoint files are 0600 and at most two per party; no common step,
-# flags that differ between parties, --resume without --checkpoint: exit 1
-# with one line.
+# checkpoint files are 0600 and at most two per party; once the three
+# outputs are written the run's checkpoints are gone (the directory, another
+# run's checkpoints and other files stay), or all kept with
+# --keep-checkpoints; no common step, flags that differ between parties,
+# --resume without --checkpoint: exit 1 with one line.
 CDM_CLI_LIB=1 . "$(dirname "$0")/lib.sh"
 for t in cdm-share cdm-party cdm-reveal; do
 	[ -x "$B/$t" ] || { echo "FAIL: $B/$t not built"; exit 1; }
@@ -43,7 +45,9 @@ reveal() {
 		bad "$1: cdm-reveal: $(cat "$T/$1.rev.err")"
 }
 
-# scenario NAME SAMPLER STEPS EVERY VICTIM INPUT FLAGS...
+# scenario NAME SAMPLER STEPS EVERY VICTIM INPUT FLAGS...: with $KEEP set
+# the resumed run gets --keep-checkpoints; with $FOREIGN set, a checkpoint of
+# another run and a text file sit in the directory during the resumed run
 scenario() {
 	local name=$1 sampler=$2 steps=$3 every=$4 victim=$5 in=$6 ck n
 	shift 6
@@ -72,16 +76,31 @@ scenario() {
 	for f in "$ck"/*; do
 		[ "$(stat -c %a "$f")" = 600 ] || bad "$name: $f mode $(stat -c %a "$f")"
 	done
+	if [ -n "${FOREIGN:-}" ]; then
+		for i in 0 1 2; do cp "$FOREIGN/party$i-step000004.ckpt" "$ck/party$i-step000099.ckpt"; done
+		echo "notes" >"$ck/notes.txt"
+	fi
 	# restart the three with --resume
 	trio $name.res "$in" "$T/$name.res" --sampler $sampler --steps $steps \
-		--checkpoint "$ck" --checkpoint-every $every --resume "$@"
+		--checkpoint "$ck" --checkpoint-every $every --resume ${KEEP:+--keep-checkpoints} "$@"
 	trio_wait $name.res
 	[ "$st0$st1$st2" = 000 ] || { bad "$name: resumed run failed: $(cat "$T/$name.res.err".*)"; return; }
 	for i in 0 1 2; do
 		r=$(grep -o '"resumed_from": [0-9]*' "$T/$name.res.stats.$i" | grep -o '[0-9]*$')
 		[ "${r:-0}" -ge "$every" ] || bad "$name: party $i resumed_from '${r:-}' (expected >= $every)"
-		[ "$(ls "$ck" | grep -c "^party$i-")" -le 2 ] || bad "$name: more than 2 checkpoints of party $i"
+		own=$(ls "$ck" | grep "^party$i-" | grep -vc "step000099")
+		if [ -n "${KEEP:-}" ]; then
+			[ "$own" -ge 1 ] && [ "$own" -le 2 ] ||
+				bad "$name: $own checkpoints of party $i kept with --keep-checkpoints (expected 1..2)"
+		else
+			[ "$own" = 0 ] || bad "$name: $own checkpoints of party $i left after a successful run"
+		fi
+		[ -n "${FOREIGN:-}" ] && [ ! -f "$ck/party$i-step000099.ckpt" ] &&
+			bad "$name: another run's checkpoint of party $i was removed"
 	done
+	[ -d "$ck" ] || bad "$name: the checkpoint directory was removed"
+	[ -n "${FOREIGN:-}" ] && [ "$(cat "$ck/notes.txt" 2>/dev/null)" != notes ] &&
+		bad "$name: a file that is not a checkpoint was removed"
 	reveal $name.res "$T/$name.res"
 	if cmp -s "$T/$name.ref.st" "$T/$name.res.st"; then
 		echo "$name: resumed after step $r of $steps, output identical to the uninterrupted run"
@@ -93,10 +112,24 @@ scenario() {
 input_shares "$T/in" 3 1234 || exit 1
 $B/cdm-share -o "$T/jin" --input --label 7 $M 2>"$T/jin.err" || bad "joint input: $(cat "$T/jin.err")"
 
-scenario ddim ddim 6 2 1 "$T/in"
+KEEP=1 scenario ddim ddim 6 2 1 "$T/in"
 scenario ddpm ddpm 5 2 2 "$T/jin"
-scenario dpmpp dpmpp 5 2 0 "$T/in"
+FOREIGN=$T/ddim.ck scenario dpmpp dpmpp 5 2 0 "$T/in"
 scenario ddim_eta ddim 4 2 1 "$T/jin" --eta 0.5
+
+# an uninterrupted run with checkpoints cleans up after itself too
+trio clean "$T/in" "$T/clean" --sampler ddim --steps 4 --checkpoint "$T/clean.ck" \
+	--checkpoint-every 1
+trio_wait clean
+[ "$st0$st1$st2" = 000 ] || bad "clean run failed: $(cat "$T/clean.err".*)"
+[ -d "$T/clean.ck" ] && [ -z "$(ls -A "$T/clean.ck")" ] ||
+	bad "clean run: $T/clean.ck is not an empty directory: $(ls -A "$T/clean.ck" 2>&1)"
+for i in 0 1 2; do
+	[ -s "$T/clean.err.$i" ] && bad "clean run: party $i printed: $(cat "$T/clean.err.$i")"
+done
+fails 1 "--keep-checkpoints without --checkpoint" "--keep-checkpoints need --checkpoint" -- \
+	$B/cdm-party --id 0 --peers "$(peers_list 30000)" --model "$MS.0" --input "$T/in.0" \
+	-o "$T/x.0" --keep-checkpoints
 
 # no step common to the three parties: party 0's checkpoints are gone
 rm -f "$T/ddim.ck"/party0-*

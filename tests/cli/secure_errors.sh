@@ -137,12 +137,16 @@ $B/cdm-reveal -o "$T/r.png" "$T/a.0" "$T/a.1" "$T/a.2" || bad "three-share revea
 # ---- cdm-share ----------------------------------------------------------------------------
 mkdir "$T/nan"
 cp $M/config.json "$T/nan/"
-# a one-tensor weight file whose only value is NaN (F32 0x7fc00000)
-hdr='{"conv_in.bias":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
-printf '%s' "$hdr" >"$T/hdr"
-len=$(wc -c <"$T/hdr")
-{ printf "$(printf '\\%03o' $((len & 255)) $((len >> 8 & 255)))"; printf '\000\000\000\000\000\000'
-  cat "$T/hdr"; printf '\000\000\300\177'; } >"$T/nan/diffusion_pytorch_model.safetensors"
+# the model's weight file with the first value of conv_in.bias NaN (F32
+# 0x7fc00000); every other tensor fits config.json, so the NaN is the cause
+W=$M/diffusion_pytorch_model.safetensors
+L=$(od -An -tu8 -N8 $W | tr -d ' ')
+A=$(dd if=$W bs=1 skip=8 count="$L" 2>/dev/null | grep -o '"conv_in.bias":{[^}]*}' |
+	sed -n 's/.*"data_offsets":\[\([0-9]*\),.*/\1/p')
+[ -n "$A" ] || bad "conv_in.bias not found in $W"
+cp $W "$T/nan/diffusion_pytorch_model.safetensors"
+printf '\000\000\300\177' | dd of="$T/nan/diffusion_pytorch_model.safetensors" bs=1 \
+	seek=$((8 + L + ${A:-0})) conv=notrunc 2>/dev/null
 fails 1 "conv_in.bias" $B/cdm-share -o "$T/nanshare" "$T/nan"
 ls "$T" | grep -q nanshare && bad "cdm-share left files behind: $(ls "$T" | grep nanshare)"
 # a failing run never replaces existing shares

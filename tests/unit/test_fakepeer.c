@@ -17,6 +17,10 @@
  *   seq      valid hello, then a frame with the right session but seq 5
  *   length   valid hello, then a frame claiming 2^62 payload bytes
  *   short    valid hello, then 20 bytes of a frame header and a close
+ *   trickle  valid hello, then a valid frame one byte per second, never
+ *            its last byte (a peer that keeps the line busy but never
+ *            completes a frame must not extend the timeout)
+ *   drip     the hello itself one byte per second, never its last byte
  * (the frame layout and the hello payload are those of lib/net/net_impl.h).
  * The honest parties must fail with CDM_EPROTO or CDM_ENET within their
  * timeout, with a message naming the peer and the problem: the self-test
@@ -49,9 +53,10 @@
 #define FLAG_HELLO 1u
 
 enum mode { M_RANDOM, M_SILENT, M_CLOSE, M_STALL, M_GARBAGE, M_SESSION, M_SEQ, M_LENGTH,
-	    M_SHORT, M_COUNT };
+	    M_SHORT, M_TRICKLE, M_DRIP, M_COUNT };
 static const char *mode_names[M_COUNT] = {"random", "silent", "close", "stall", "garbage",
-					  "session", "seq", "length", "short"};
+					  "session", "seq", "length", "short", "trickle",
+					  "drip"};
 
 static double now_s(void)
 {
@@ -135,6 +140,7 @@ struct fake {
 	int lfd;
 	enum mode mode;
 	double seconds;
+	double drip_s; /* trickle/drip: seconds between bytes (0: 1 s) */
 	int conns; /* connections accepted */
 };
 
@@ -163,8 +169,12 @@ static void *fake_run(void *arg)
 	struct fake *f = arg;
 	double end = now_s() + f->seconds;
 	int fd[2] = {-1, -1};
-	uint8_t hello[HDR + 32], theirs[2][HDR + 32];
+	uint8_t hello[HDR + 32], theirs[2][HDR + 32], fr[HDR + 8] = {0};
 	uint64_t nonce0;
+	/* trickle/drip: bytes of `slow` still to send, one per second */
+	const uint8_t *slow = NULL;
+	size_t slow_len = 0, slow_sent = 0;
+	double gap = f->drip_s > 0 ? f->drip_s : 1, slow_next = now_s() + gap;
 	if (getrandom(&nonce0, sizeof nonce0, 0) != sizeof nonce0)
 		nonce0 = 0x1234567;
 	frame_hdr(hello, FLAG_HELLO, 0, 0, 32);
@@ -185,10 +195,13 @@ static void *fake_run(void *arg)
 		case M_RANDOM: send_random(fd[i], 1 << 16); break;
 		case M_CLOSE: close(fd[i]); fd[i] = -1; break;
 		case M_SILENT: break;
+		case M_DRIP: break;
 		default: write_all(fd[i], hello, sizeof hello); break;
 		}
 	}
-	if (f->mode >= M_GARBAGE) {
+	if (f->mode == M_DRIP)
+		slow = hello, slow_len = sizeof hello - 1;
+	if (f->mode >= M_GARBAGE && f->mode != M_DRIP) {
 		/* the hellos of parties 1 and 2, in either order, give the session */
 		uint64_t n[3] = {nonce0, 0, 0};
 		for (int i = 0; i < 2; i++) {
@@ -202,7 +215,8 @@ static void *fake_run(void *arg)
 		for (int p = 0; p < 3; p++)
 			h = mix64(h ^ n[p]);
 		uint64_t session = h ? h : 1;
-		uint8_t fr[HDR + 8] = {0};
+		if (f->mode == M_TRICKLE)
+			slow = fr, slow_len = sizeof fr - 1;
 		for (int i = 0; i < 2; i++) {
 			switch (f->mode) {
 			case M_GARBAGE: send_random(fd[i], 1 << 16); break;
@@ -210,13 +224,14 @@ static void *fake_run(void *arg)
 			case M_SEQ: frame_hdr(fr, 0, session, 5, 8); break;
 			case M_LENGTH: frame_hdr(fr, 0, session, 0, (uint64_t)1 << 62); break;
 			case M_SHORT: frame_hdr(fr, 0, session, 0, 8); break;
+			case M_TRICKLE: frame_hdr(fr, 0, session, 0, 8); break;
 			default: break;
 			}
 			if (f->mode == M_SHORT) {
 				write_all(fd[i], fr, 20);
 				close(fd[i]);
 				fd[i] = -1;
-			} else if (f->mode != M_GARBAGE) {
+			} else if (f->mode != M_GARBAGE && f->mode != M_TRICKLE) {
 				write_all(fd[i], fr, sizeof fr);
 			}
 		}
@@ -229,8 +244,25 @@ static void *fake_run(void *arg)
 			if (fd[i] >= 0)
 				pf[np].fd = fd[i], pf[np].events = POLLIN, pf[np++].revents = 0;
 		int left = (int)((end - now_s()) * 1000);
-		if (np == 0 || left <= 0 || poll(pf, (nfds_t)np, left) <= 0)
+		if (slow && slow_sent < slow_len) {
+			int next = (int)((slow_next - now_s()) * 1000);
+			if (next <= 0) {
+				for (int i = 0; i < 2; i++)
+					if (fd[i] >= 0)
+						write_all(fd[i], slow + slow_sent, 1);
+				slow_sent++;
+				slow_next += gap;
+				continue;
+			}
+			left = next < left ? next : left;
+		}
+		if (np == 0 || left <= 0)
 			break;
+		int ready = poll(pf, (nfds_t)np, left);
+		if (ready < 0)
+			break;
+		if (ready == 0)
+			continue; /* a trickle byte is due (or time is up: checked above) */
 		for (int k = 0; k < np; k++) {
 			char buf[4096];
 			if (!(pf[k].revents & (POLLIN | POLLHUP | POLLERR)))
@@ -261,7 +293,8 @@ static int serve(int argc, char **argv)
 	f.seconds = argc == 5 ? atof(argv[4]) : 0;
 	if (port <= 0 || port > 65535 || f.mode == M_COUNT || !(f.seconds > 0)) {
 		fprintf(stderr, "usage: test_fakepeer serve PORT MODE SECONDS "
-				"(MODE: random silent close stall garbage session seq length short)\n");
+				"(MODE: random silent close stall garbage session seq length short "
+				"trickle drip)\n");
 		return 1;
 	}
 	if (listen_port(port, &f.lfd) < 0) {
@@ -328,7 +361,9 @@ struct expect {
 
 static void self_test_mode(const struct expect *e)
 {
-	struct fake f = {.mode = e->mode, .seconds = 4};
+	/* bytes 4x faster than the 1 s timeout: only a deadline on the whole
+	 * frame (not on each read) ends the wait */
+	struct fake f = {.mode = e->mode, .seconds = 4, .drip_s = 0.25};
 	int p0 = listen_port(0, &f.lfd);
 	CHECK(p0 > 0, "%s: cannot listen", mode_names[e->mode]);
 	if (p0 <= 0)
@@ -386,6 +421,8 @@ int main(int argc, char **argv)
 		{M_SEQ, {"sequence number 5, expected 0"}},
 		{M_LENGTH, {"length 4611686018427387904, expected 8"}},
 		{M_SHORT, {"cut short after 20 of 40 bytes"}},
+		{M_TRICKLE, {"no complete frame in 1 s (timeout)"}},
+		{M_DRIP, {"no complete frame in", "timeout"}},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
 		self_test_mode(&cases[i]);
