@@ -12,6 +12,11 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 static int check_count, check_failures;
 
@@ -57,6 +62,31 @@ static inline int check_done(void)
 {
 	fprintf(stderr, "%d checks, %d failed\n", check_count, check_failures);
 	return check_failures ? 1 : 0;
+}
+
+/* The first base >= `from` such that ports base..base+n-1 can all be bound
+ * on 127.0.0.1 right now (no SO_REUSEADDR: a port in TIME_WAIT counts as
+ * taken). Tests that listen on fixed ports use it so that a busy machine
+ * (other test runs, lingering connections) does not make them fail. */
+static inline int check_free_ports(int from, int n)
+{
+	for (int base = from; base + n < 65000; base += n) {
+		int ok = 1;
+		for (int p = 0; ok && p < n; p++) {
+			int fd = socket(AF_INET, SOCK_STREAM, 0);
+			struct sockaddr_in a;
+			memset(&a, 0, sizeof a);
+			a.sin_family = AF_INET;
+			a.sin_port = htons((uint16_t)(base + p));
+			a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+			ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+			if (fd >= 0)
+				close(fd);
+		}
+		if (ok)
+			return base;
+	}
+	return from;
 }
 
 #endif

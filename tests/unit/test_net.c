@@ -395,8 +395,8 @@ static int port_base;
 
 static int next_ports(void)
 {
-	port_base += 3;
-	return port_base - 3;
+	port_base = check_free_ports(port_base + 3, 3);
+	return port_base;
 }
 
 static char host_ip[64] = "127.0.0.1";

@@ -36,6 +36,13 @@ static void use_certs(int id, const char *set, int as)
 	snprintf(ca[id], sizeof ca[id], "%s/%s/ca.pem", dir, set);
 }
 
+/* A fresh base of three free loopback ports. */
+static int next_ports(void)
+{
+	port_base = check_free_ports(port_base + 3, 3);
+	return port_base;
+}
+
 static void set_opts(struct cdm_net_opts *o, int id, int base)
 {
 	memset(o, 0, sizeof *o);
@@ -148,7 +155,7 @@ static void test_good(void)
 {
 	for (int i = 0; i < 3; i++)
 		use_certs(i, "good", i);
-	fork3(good_child, port_base += 3);
+	fork3(good_child, next_ports());
 	for (int i = 0; i < 3; i++) {
 		CHECK(res[i].rc == 0 && res[i].bad == 0, "TLS party %d: %s (bad %d)", i, res[i].msg,
 		      res[i].bad);
@@ -180,7 +187,7 @@ static void refuse(const char *what, const char *set, const char *want)
 	for (int i = 0; i < 3; i++)
 		use_certs(i, "good", i);
 	use_certs(2, set, 2);
-	fork3(connect_child, port_base += 3);
+	fork3(connect_child, next_ports());
 	int seen = 0;
 	for (int i = 0; i < 3; i++) {
 		CHECK(res[i].rc == CDM_ENET || res[i].rc == CDM_EPROTO, "%s: party %d rc %d (%s)", what,
@@ -230,7 +237,7 @@ static void test_impostor(void)
 {
 	for (int i = 0; i < 3; i++)
 		use_certs(i, "good", i);
-	int base = port_base += 3;
+	int base = next_ports();
 	fork3(impostor_child, base);
 	CHECK(res[1].rc == CDM_ENET, "impostor: party 1 rc %d (%s)", res[1].rc, res[1].msg);
 	const char *want = "TLS handshake failed: certificate is for party1, expected party2";
@@ -247,7 +254,7 @@ static void test_files(void)
 	cdm_net *net;
 	struct cdm_err err = {0};
 	char want[512];
-	int base = port_base += 3;
+	int base = next_ports();
 
 	use_certs(0, "good", 0);
 	snprintf(cert[0], sizeof cert[0], "%s/nope.pem", dir);
