@@ -5,7 +5,8 @@ Owns the torch references used for cipherdm's SD goldens (tests/golden_sd):
     UNetMidBlock2DCrossAttn, DownBlock2D, UpBlock2D, Transformer2DModel with
     conv or linear projections, BasicTransformerBlock with GEGLU)
   * AutoencoderKL decoder  (post_quant_conv + decoder.*; legacy attention names
-    query/key/value/proj_attn can be written)
+    query/key/value/proj_attn can be written); AutoencoderKL adds the
+    encoder (encoder.*, quant_conv.*) for training
   * CLIPTextModel          (text_model.*; causal self-attention, quick_gelu)
   * the CLIP BPE tokenizer (vocab.json + merges.txt) and a tiny BPE trainer.
 
@@ -381,6 +382,62 @@ class AutoencoderKLDecoder(nn.Module):
 
     def forward(self, z):
         return self.decoder(self.post_quant_conv(z))
+
+
+class DownEncoderBlock2D(nn.Module):
+    """VAE encoder block: L resnets without temb (eps 1e-6), then (except the
+    last block) a stride-2 conv with diffusers' padding 0 (pad right/bottom)."""
+
+    def __init__(self, cin, cout, n, groups, last):
+        super().__init__()
+        self.resnets = nn.ModuleList([CondResnet(cin if j == 0 else cout, cout, None, 1e-6, groups) for j in range(n)])
+        self.downsamplers = None if last else nn.ModuleList([Downsample2D(cout, 0)])
+
+    def forward(self, h):
+        for r in self.resnets:
+            h = r(h)
+        return h if self.downsamplers is None else self.downsamplers[0](h)
+
+
+class Encoder(nn.Module):
+    """diffusers vae.Encoder with double_z: conv_in, DownEncoderBlock2D per
+    level, mid block (resnet, attention, resnet), GN, SiLU, conv_out to
+    2*latent_channels (mean and log-variance)."""
+
+    def __init__(self, c):
+        super().__init__()
+        boc, g = list(c["block_out_channels"]), c["norm_num_groups"]
+        self.conv_in = nn.Conv2d(c["in_channels"], boc[0], 3, padding=1)
+        self.down_blocks = nn.ModuleList()
+        cout = boc[0]
+        for i in range(len(boc)):
+            cin, cout = cout, boc[i]
+            self.down_blocks.append(DownEncoderBlock2D(cin, cout, c["layers_per_block"], g, i == len(boc) - 1))
+        self.mid_block = VaeMid(boc[-1], g, c["mid_block_add_attention"])
+        self.conv_norm_out = nn.GroupNorm(g, boc[-1], eps=1e-6)
+        self.conv_out = nn.Conv2d(boc[-1], 2 * c["latent_channels"], 3, padding=1)
+
+    def forward(self, x):
+        h = self.conv_in(x)
+        for blk in self.down_blocks:
+            h = blk(h)
+        return self.conv_out(F.silu(self.conv_norm_out(self.mid_block(h))))
+
+
+class AutoencoderKL(AutoencoderKLDecoder):
+    """The whole AutoencoderKL (for training): the decoder half above plus
+    encoder.* and quant_conv.*.  encode(x) returns the posterior mean and
+    log-variance (clamped to [-30, 20] as diffusers does)."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        lat = self.config["latent_channels"]
+        self.encoder = Encoder(self.config)
+        self.quant_conv = nn.Conv2d(2 * lat, 2 * lat, 1)
+
+    def encode(self, x):
+        mean, logvar = self.quant_conv(self.encoder(x)).chunk(2, dim=1)
+        return mean, logvar.clamp(-30.0, 20.0)
 
 
 # ---------------------------------------------------------------- CLIP text
