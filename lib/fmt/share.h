@@ -72,6 +72,7 @@ typedef struct cdm_share {
 	uint8_t seed[2][16];                   /* its seed (secret: party's own) */
 	struct cdm_st_tensor *virt;            /* [nvirt] the 'secrets' index (seeded) */
 	size_t nvirt;
+	void **expanded;                       /* [2*nvirt] expanded seeded components */
 } cdm_share;
 
 const char *cdm_share_kind_name(enum cdm_share_kind k); /* "model", ... */
@@ -95,7 +96,7 @@ const struct cdm_st_tensor *cdm_share_find(const cdm_share *sh, const char *name
 /* Components of secret `name`, checking its shape (ndim dims). Pointers are
  * 8-byte aligned and live as long as sh. A stored component is borrowed
  * from the mapping when aligned; a seeded one is expanded here (8 bytes an
- * element, held until close; each call expands anew, so call once). The
+ * element, once: later calls return the same buffer; held until close). The
  * NAME.a tensor of cdm_share_find may be an index entry without data. */
 int cdm_share_get(cdm_share *sh, const char *name, int ndim, const int64_t *shape,
 		  const uint64_t **a, const uint64_t **b, struct cdm_err *err);

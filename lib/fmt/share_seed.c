@@ -146,7 +146,8 @@ int cdm_share_seed_index(cdm_share *sh, struct cdm_err *err)
 	CDM_TRY(cdm_json_parse(v, strlen(v), what, &j, err));
 	int rc = json_is_object(j) ? 0 : cdm_fail(err, CDM_EINPUT, "%s is not an object", what);
 	size_t n = rc == 0 ? json_object_size(j) : 0;
-	if (rc == 0 && !(sh->virt = calloc(n + 1, sizeof *sh->virt)))
+	if (rc == 0 && (!(sh->virt = calloc(n + 1, sizeof *sh->virt)) ||
+			!(sh->expanded = calloc(2 * n + 2, sizeof *sh->expanded))))
 		rc = cdm_fail(err, CDM_ENOMEM, "%s: out of memory", sh->path);
 	const char *name;
 	json_t *dims;
@@ -190,12 +191,17 @@ int cdm_share_seed_comp(cdm_share *sh, const char *name, int c, int ndim, const 
 	const struct cdm_st_tensor *t = cdm_share_seed_find(sh, name);
 	if (!t)
 		return cdm_fail(err, CDM_EINPUT, "%s: no secret tensor '%.80s'", sh->path, name);
+	void **cached = &sh->expanded[2 * (size_t)(t - sh->virt) + (size_t)c];
 	int same = t->ndim == ndim;
 	for (int i = 0; same && i < ndim; i++)
 		same = t->shape[i] == shape[i];
 	if (!same)
 		return cdm_fail(err, CDM_EINPUT, "%s: tensor '%.80s' has another shape than "
 				"expected", sh->path, name);
+	if (*cached) { /* expanded once: a weight is never held twice */
+		*out = *cached;
+		return 0;
+	}
 	void **o = realloc(sh->owned, (sh->nowned + 1) * sizeof *o);
 	if (!o)
 		return cdm_fail(err, CDM_ENOMEM, "%s: out of memory", sh->path);
@@ -209,6 +215,7 @@ int cdm_share_seed_comp(cdm_share *sh, const char *name, int c, int ndim, const 
 		return rc;
 	}
 	sh->owned[sh->nowned++] = x;
+	*cached = x;
 	*out = x;
 	return 0;
 }
@@ -218,5 +225,6 @@ void cdm_share_seed_clear(cdm_share *sh)
 	for (size_t i = 0; i < sh->nvirt; i++)
 		free(sh->virt[i].name);
 	free(sh->virt);
+	free(sh->expanded); /* its buffers are in sh->owned */
 	memset(sh->seed, 0, sizeof sh->seed);
 }

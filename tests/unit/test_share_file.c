@@ -371,6 +371,9 @@ static void test_seeded(uint64_t *rng)
 		CHECK(cdm_share_get(sh[p], "w", 2, (int64_t[]){10, 100}, &a, &b, &err) == 0 &&
 		      !memcmp(a, want[p], sizeof x) && !memcmp(b, want[(p + 1) % 3], sizeof x),
 		      "party %d: components x_%d, x_%d: %s", p, p, (p + 1) % 3, err.msg);
+		const uint64_t *a2, *b2;
+		CHECK(cdm_share_get(sh[p], "w", 2, (int64_t[]){10, 100}, &a2, &b2, &err) == 0 &&
+		      a2 == a && b2 == b, "party %d: a second get returns the same buffers", p);
 		CHECK(cdm_share_get(sh[p], "w", 1, (int64_t[]){M}, &a, &b, &err) == CDM_EINPUT,
 		      "party %d: wrong shape refused", p);
 	}
