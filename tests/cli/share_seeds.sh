@@ -37,6 +37,27 @@ w=$(( $(datalen $W) * 2 ))  # one U64 per F32 weight
 	bad "stored components: $d1 and $d2 bytes, expected one U64 per weight ($w)"
 echo "model share data bytes: party 0 $(datalen "$T/m.0"), party 1 $d1, party 2 $d2" \
 	"(files $(wc -c <"$T/m.0") $(wc -c <"$T/m.1") $(wc -c <"$T/m.2"))"
+# binding every weight as a party does: party 0 expands two components, 1
+# and 2 one (the other borrowed from the mapping); all three see the same
+# secrets and elements
+L=build/tools/share_load
+if [ -x $L ]; then
+	for i in 0 1 2; do
+		$L --touch "$T/m.$i" >"$T/load.$i" 2>&1 || bad "share_load m.$i: $(cat "$T/load.$i")"
+	done
+	kv() { grep -o " $2=[0-9]*" "$T/load.$1" | cut -d= -f2; }
+	n=$(kv 0 elements)
+	[ "$n" -gt 0 ] && [ "$(kv 1 elements)" = "$n" ] && [ "$(kv 2 elements)" = "$n" ] ||
+		bad "share_load: elements differ: $(cat "$T"/load.*)"
+	[ "$(kv 0 stored_bytes)" = 0 ] && [ "$(kv 0 expanded_bytes)" = $((16 * n)) ] ||
+		bad "party 0 binds: $(cat "$T/load.0")"
+	for i in 1 2; do
+		[ "$(kv $i stored_bytes)" = $((8 * n)) ] && [ "$(kv $i expanded_bytes)" = $((8 * n)) ] ||
+			bad "party $i binds: $(cat "$T/load.$i")"
+	done
+else
+	bad "$L not built (make tests)"
+fi
 # a second sharing: new seeds, new x_2
 $B/cdm-share -o "$T/n" $M 2>/dev/null || bad "second cdm-share"
 [ "$(meta "$T/n.0" seed_a)" != "$k0" ] || bad "two sharings share a seed"
