@@ -460,7 +460,7 @@ int cdm_share_writer_new(cdm_share_writer **out, int party, int frac_bits,
 	snprintf(num[0], sizeof num[0], "%d", party);
 	snprintf(num[1], sizeof num[1], "%d", frac_bits);
 	int rc = cdm_st_writer_new(&w->st, err);
-	const char *kv[][2] = {{"format", CDM_SHARE_FORMAT_V1}, {"party", num[0]},
+	const char *kv[][2] = {{"format", CDM_SHARE_FORMAT}, {"party", num[0]},
 			       {"ring_bits", "64"},          {"frac_bits", num[1]},
 			       {"sharing_id", sharing_id},   {"kind", kind_names[k]}};
 	for (size_t i = 0; rc == 0 && i < sizeof kv / sizeof kv[0]; i++)
@@ -493,7 +493,7 @@ int cdm_share_writer_seeds(cdm_share_writer *w, const uint8_t *seed_a, const uin
 		return 0;
 	if (!(w->index = json_object()))
 		return cdm_fail(err, CDM_ENOMEM, "share writer: out of memory");
-	CDM_TRY(cdm_st_writer_meta(w->st, "format", CDM_SHARE_FORMAT, err));
+	CDM_TRY(cdm_st_writer_meta(w->st, "format", CDM_SHARE_FORMAT_SEEDED, err));
 	for (int c = 0; c < 2; c++) {
 		char hex[33];
 		if (!seed[c])

@@ -43,9 +43,10 @@
 #include "../base/base.h"
 #include "st.h"
 
-#define CDM_SHARE_FORMAT "cdm-share/2"    /* current: seeded components allowed */
-#define CDM_SHARE_FORMAT_V1 "cdm-share/1" /* full components only; still read, and
-					   * written when nothing is seeded */
+#define CDM_SHARE_FORMAT "cdm-share/1"    /* full components only: written when
+					   * nothing is seeded (input, output, checkpoint
+					   * shares) */
+#define CDM_SHARE_FORMAT_SEEDED "cdm-share/2" /* seeded components allowed */
 #define CDM_SHARE_ID_LEN 32 /* hex digits */
 
 enum cdm_share_kind {

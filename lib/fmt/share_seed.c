@@ -53,17 +53,17 @@ int cdm_share_seed_header(cdm_share *sh, const char *format, struct cdm_err *err
 {
 	static const char prefix[] = "cdm-share/";
 	const char *p = sh->path;
-	if (strcmp(format, CDM_SHARE_FORMAT_V1) == 0) {
+	if (strcmp(format, CDM_SHARE_FORMAT) == 0) {
 		sh->version = 1;
 		return 0;
 	}
-	if (strcmp(format, CDM_SHARE_FORMAT) != 0) {
+	if (strcmp(format, CDM_SHARE_FORMAT_SEEDED) != 0) {
 		if (strncmp(format, prefix, sizeof prefix - 1) == 0)
 			return cdm_fail(err, CDM_EINPUT, "%s: share format '%.40s' unsupported (this "
-					"build reads %s and %s)", p, format, CDM_SHARE_FORMAT_V1,
-					CDM_SHARE_FORMAT);
+					"build reads %s and %s)", p, format, CDM_SHARE_FORMAT,
+					CDM_SHARE_FORMAT_SEEDED);
 		return cdm_fail(err, CDM_EINPUT, "%s: not a share file (format '%.40s', expected "
-				"'%s')", p, format, CDM_SHARE_FORMAT);
+				"'%s' or '%s')", p, format, CDM_SHARE_FORMAT, CDM_SHARE_FORMAT_SEEDED);
 	}
 	sh->version = 2;
 	static const char *const keys[2] = {"seed_a", "seed_b"};
@@ -185,6 +185,17 @@ const struct cdm_st_tensor *cdm_share_seed_find(const cdm_share *sh, const char 
 	return sh->nvirt ? bsearch(&key, sh->virt, sh->nvirt, sizeof key, virt_cmp) : NULL;
 }
 
+/* "[2,3,4]" */
+static const char *shape_str(char *buf, size_t size, int ndim, const int64_t *shape)
+{
+	size_t k = (size_t)snprintf(buf, size, "[");
+	for (int i = 0; i < ndim && k < size; i++)
+		k += (size_t)snprintf(buf + k, size - k, "%s%lld", i ? "," : "", (long long)shape[i]);
+	if (k < size)
+		snprintf(buf + k, size - k, "]");
+	return buf;
+}
+
 int cdm_share_seed_comp(cdm_share *sh, const char *name, int c, int ndim, const int64_t *shape,
 			const uint64_t **out, struct cdm_err *err)
 {
@@ -195,9 +206,12 @@ int cdm_share_seed_comp(cdm_share *sh, const char *name, int c, int ndim, const 
 	int same = t->ndim == ndim;
 	for (int i = 0; same && i < ndim; i++)
 		same = t->shape[i] == shape[i];
-	if (!same)
-		return cdm_fail(err, CDM_EINPUT, "%s: tensor '%.80s' has another shape than "
-				"expected", sh->path, name);
+	if (!same) {
+		char have[160], want[160];
+		return cdm_fail(err, CDM_EINPUT, "%s: tensor '%.80s': shape %s, expected %s",
+				sh->path, name, shape_str(have, sizeof have, t->ndim, t->shape),
+				shape_str(want, sizeof want, ndim, shape));
+	}
 	if (*cached) { /* expanded once: a weight is never held twice */
 		*out = *cached;
 		return 0;

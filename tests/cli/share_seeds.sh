@@ -58,6 +58,14 @@ if [ -x $L ]; then
 else
 	bad "$L not built (make tests)"
 fi
+# party 1's file cut inside its stored component: refused before connecting
+$B/cdm-share -o "$T/in" --input --label 3 --seed 1 $M 2>/dev/null || bad "input shares"
+cut=$(( 8 + $(st_hdr_len "$T/m.1") + d1 / 2 ))
+head -c $cut "$T/m.1" >"$T/cut.1"
+fails 1 "party 1's model share cut in its data" "too short|exceeds|beyond|data is|hole" \
+	"cut\.1" -- $B/cdm-party --id 1 --peers "$(peers_list $(free_ports 3))" --model "$T/cut.1" \
+	--input "$T/in.1" -o "$T/o.1" -q --steps 1 --timeout 3
+assert_absent "party 1's model share cut" "$T/o.1"
 # a second sharing: new seeds, new x_2
 $B/cdm-share -o "$T/n" $M 2>/dev/null || bad "second cdm-share"
 [ "$(meta "$T/n.0" seed_a)" != "$k0" ] || bad "two sharings share a seed"
