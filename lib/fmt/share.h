@@ -4,7 +4,7 @@
  *
  * Owns: the layout and its validation. A share file is a safetensors file
  * whose `__metadata__` holds
- *   format      "cdm-share/1"
+ *   format      "cdm-share/1" (or "cdm-share/2", below)
  *   party       "0", "1" or "2"
  *   ring_bits   "64"
  *   frac_bits   decimal, CDM_FRAC_BITS_MIN..CDM_FRAC_BITS_MAX
