@@ -89,6 +89,9 @@ static void test_roundtrip(uint64_t *rng)
 		      "header of party %d", p);
 		CHECK(sh[p]->nsecret == 2 && strcmp(sh[p]->secret[0], "s") == 0 &&
 		      strcmp(sh[p]->secret[1], "x") == 0, "secret names");
+		CHECK(sh[p]->version == 1 && !sh[p]->seeded[0] && !sh[p]->seeded[1] &&
+		      !strcmp(cdm_share_meta(sh[p], "format"), "cdm-share/1"),
+		      "no seeds: format 1, still written and read");
 		const char *c = cdm_share_meta(sh[p], "config");
 		CHECK(c && strcmp(c, config) == 0, "config kept");
 		CHECK(cdm_share_meta(sh[p], "note") && !cdm_share_meta(sh[p], "nope"), "meta");
