@@ -1,6 +1,7 @@
 /* fmt/share: share-file layout, validation, sets and writing (see share.h). */
 #include "share.h"
 #include "json.h"
+#include "share_impl.h"
 
 #include "../prg/prg.h"
 #include "../ring/ring.h"
@@ -16,7 +17,7 @@ static const char *const kind_names[CDM_SHARE_KIND_COUNT] = {
 
 /* Keys the writer sets itself. */
 static const char *const reserved_keys[] = {"format", "party", "ring_bits", "frac_bits",
-					    "sharing_id", "kind"};
+					    "sharing_id", "kind", "seed_a", "seed_b", "secrets"};
 
 const char *cdm_share_kind_name(enum cdm_share_kind k)
 {
@@ -123,9 +124,7 @@ static int check_header(cdm_share *sh, const char *expected_kind, struct cdm_err
 	const char *p = sh->path, *v = cdm_st_meta(sh->st, "format");
 	if (!v)
 		return cdm_fail(err, CDM_EINPUT, "%s: not a share file (no 'format' in __metadata__)", p);
-	if (strcmp(v, CDM_SHARE_FORMAT) != 0)
-		return cdm_fail(err, CDM_EINPUT, "%s: not a share file (format '%.40s', expected '%s')",
-				p, v, CDM_SHARE_FORMAT);
+	CDM_TRY(cdm_share_seed_header(sh, v, err));
 	v = cdm_st_meta(sh->st, "party");
 	if (parse_small(v, &sh->party) < 0 || sh->party > 2)
 		return cdm_fail(err, CDM_EINPUT, "%s: party '%.20s' out of range (0..2)", p,
@@ -169,7 +168,7 @@ static int check_header(cdm_share *sh, const char *expected_kind, struct cdm_err
 static int check_tensors(cdm_share *sh, struct cdm_err *err)
 {
 	size_t n = cdm_st_count(sh->st);
-	sh->secret = calloc(n / 2 + 1, sizeof *sh->secret);
+	sh->secret = calloc(n + 1, sizeof *sh->secret);
 	if (!sh->secret)
 		return cdm_fail(err, CDM_ENOMEM, "%s: out of memory", sh->path);
 	for (size_t i = 0; i < n; i++) {
@@ -183,14 +182,17 @@ static int check_tensors(cdm_share *sh, struct cdm_err *err)
 			return cdm_fail(err, CDM_EINPUT, "%s: tensor '%.80s': dtype %s, shares are U64",
 					sh->path, t->name, cdm_dtype_name(t->dtype));
 		const struct cdm_st_tensor *o = partner(sh->st, t->name, c == 'a' ? 'b' : 'a');
-		if (!o)
+		if (sh->seeded[c == 'b'])
+			return cdm_fail(err, CDM_EINPUT, "%s: tensor '%.80s' stored, but component "
+					"%c is seeded", sh->path, t->name, c);
+		if (!o && !sh->seeded[c == 'a'])
 			return cdm_fail(err, CDM_EINPUT, "%s: tensor '%.80s' has no .%c partner",
 					sh->path, t->name, c == 'a' ? 'b' : 'a');
-		if (!same_shape(t, o))
+		if (o && !same_shape(t, o))
 			return cdm_fail(err, CDM_EINPUT,
 					"%s: tensor '%.80s' and its .%c partner differ in shape",
 					sh->path, t->name, c == 'a' ? 'b' : 'a');
-		if (c == 'a') {
+		if (c == 'a' || !o) {
 			/* the name without ".a": the .a tensor's own name, cut short */
 			char *s = strdup(t->name);
 			if (!s)
@@ -210,6 +212,8 @@ static int share_finish(cdm_share **out, cdm_share *sh, const char *expected_kin
 	int rc = check_header(sh, expected_kind, err);
 	if (rc == 0)
 		rc = check_tensors(sh, err);
+	if (rc == 0)
+		rc = cdm_share_seed_index(sh, err);
 	if (rc < 0) {
 		cdm_share_close(sh);
 		return rc;
@@ -258,6 +262,7 @@ void cdm_share_close(cdm_share *sh)
 	for (size_t i = 0; i < sh->nowned; i++)
 		cdm_free(sh->owned[i]);
 	free(sh->owned);
+	cdm_share_seed_clear(sh);
 	cdm_st_close(sh->st);
 	free(sh);
 }
@@ -283,10 +288,10 @@ static char *comp_name(const char *name, char c)
 
 const struct cdm_st_tensor *cdm_share_find(const cdm_share *sh, const char *name)
 {
-	char *s = comp_name(name, 'a');
+	char *s = comp_name(name, sh->seeded[0] ? 'b' : 'a');
 	const struct cdm_st_tensor *t = s ? cdm_st_find(sh->st, s) : NULL;
 	free(s);
-	return t;
+	return t ? t : cdm_share_seed_find(sh, name);
 }
 
 static int shape_is(const struct cdm_st_tensor *t, int ndim, const int64_t *shape)
@@ -323,6 +328,8 @@ static int shape_error(const cdm_share *sh, const char *name, const struct cdm_s
 static int get_comp(cdm_share *sh, const char *name, char c, int ndim, const int64_t *shape,
 		    const uint64_t **out, struct cdm_err *err)
 {
+	if (sh->seeded[c == 'b'])
+		return cdm_share_seed_comp(sh, name, c == 'b', ndim, shape, out, err);
 	char *s = comp_name(name, c);
 	if (!s)
 		return cdm_fail(err, CDM_ENOMEM, "%s: out of memory", sh->path);
@@ -459,6 +466,9 @@ struct cdm_share_writer {
 	cdm_st_writer *st;
 	enum cdm_share_kind kind;
 	int has_config;
+	int seeded[2];  /* format 2: component a / b not stored */
+	json_t *index;  /* its 'secrets' index: name -> shape */
+	size_t nadded;
 };
 
 int cdm_share_writer_new(cdm_share_writer **out, int party, int frac_bits,
@@ -502,7 +512,47 @@ void cdm_share_writer_free(cdm_share_writer *w)
 	if (!w)
 		return;
 	cdm_st_writer_free(w->st);
+	json_decref(w->index);
 	free(w);
+}
+
+int cdm_share_writer_seeds(cdm_share_writer *w, const uint8_t *seed_a, const uint8_t *seed_b,
+			   struct cdm_err *err)
+{
+	const uint8_t *seed[2] = {seed_a, seed_b};
+	static const char *const keys[2] = {"seed_a", "seed_b"};
+	if (w->nadded || w->index)
+		return cdm_fail(err, CDM_EINTERNAL, "share writer: seeds after tensors");
+	if (!seed_a && !seed_b)
+		return 0;
+	if (!(w->index = json_object()))
+		return cdm_fail(err, CDM_ENOMEM, "share writer: out of memory");
+	CDM_TRY(cdm_st_writer_meta(w->st, "format", CDM_SHARE_FORMAT_SEEDED, err));
+	for (int c = 0; c < 2; c++) {
+		char hex[33];
+		if (!seed[c])
+			continue;
+		for (int i = 0; i < 16; i++)
+			snprintf(hex + 2 * i, 3, "%02x", seed[c][i]);
+		CDM_TRY(cdm_st_writer_meta(w->st, keys[c], hex, err));
+		w->seeded[c] = 1;
+	}
+	return 0;
+}
+
+/* name -> [shape] into the 'secrets' index. */
+static int index_add(cdm_share_writer *w, const char *name, int ndim, const int64_t *shape,
+		     struct cdm_err *err)
+{
+	json_t *d = json_array();
+	for (int i = 0; d && i < ndim; i++)
+		if (json_array_append_new(d, json_integer((json_int_t)shape[i])) < 0) {
+			json_decref(d);
+			d = NULL;
+		}
+	if (!d || json_object_set_new(w->index, name, d) < 0)
+		return cdm_fail(err, CDM_ENOMEM, "share writer: out of memory");
+	return 0;
 }
 
 int cdm_share_writer_add(cdm_share_writer *w, const char *name, int ndim, const int64_t *shape,
@@ -512,10 +562,15 @@ int cdm_share_writer_add(cdm_share_writer *w, const char *name, int ndim, const 
 		return cdm_fail(err, CDM_EINPUT, "share writer: empty tensor name");
 	char *na = comp_name(name, 'a'), *nb = comp_name(name, 'b');
 	int rc = !na || !nb ? cdm_fail(err, CDM_ENOMEM, "share writer: out of memory") : 0;
-	if (rc == 0)
+	if (rc == 0 && w->index && json_object_get(w->index, name))
+		rc = cdm_fail(err, CDM_EINPUT, "share writer: tensor '%.80s' added twice", name);
+	if (rc == 0 && w->index)
+		rc = index_add(w, name, ndim, shape, err);
+	if (rc == 0 && !w->seeded[0])
 		rc = cdm_st_writer_add(w->st, na, CDM_U64, ndim, shape, a, err);
-	if (rc == 0)
+	if (rc == 0 && !w->seeded[1])
 		rc = cdm_st_writer_add(w->st, nb, CDM_U64, ndim, shape, b, err);
+	w->nadded += rc == 0;
 	free(na);
 	free(nb);
 	return rc;
@@ -542,5 +597,12 @@ int cdm_share_writer_save(cdm_share_writer *w, const char *path, int zstd_level,
 {
 	if (w->kind == CDM_SHARE_MODEL && !w->has_config)
 		return cdm_fail(err, CDM_EINPUT, "%s: a model share needs the 'config' metadata", path);
+	if (w->index) {
+		char *t = json_dumps(w->index, JSON_COMPACT | JSON_SORT_KEYS);
+		int rc = t ? cdm_st_writer_meta(w->st, "secrets", t, err)
+			   : cdm_fail(err, CDM_ENOMEM, "%s: out of memory", path);
+		free(t);
+		CDM_TRY(rc);
+	}
 	return cdm_st_writer_save(w->st, path, 0600, zstd_level, err);
 }

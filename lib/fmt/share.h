@@ -4,7 +4,7 @@
  *
  * Owns: the layout and its validation. A share file is a safetensors file
  * whose `__metadata__` holds
- *   format      "cdm-share/1"
+ *   format      "cdm-share/1" (or "cdm-share/2", below)
  *   party       "0", "1" or "2"
  *   ring_bits   "64"
  *   frac_bits   decimal, CDM_FRAC_BITS_MIN..CDM_FRAC_BITS_MAX
@@ -16,6 +16,19 @@
  * NAME.a and NAME.b of the same shape: party i's components (x_i, x_{i+1}),
  * indices mod 3, with x = x_0 + x_1 + x_2 mod 2^64. No other tensors are
  * allowed. Does not own: how shares are produced or used (lib/mpc).
+ *
+ * Format 2 ("cdm-share/2", written when a component is seeded): a component
+ * of every secret may instead derive from a 16-byte seed, metadata
+ * "seed_a" / "seed_b" (32 lowercase hex digits); its NAME.a (or NAME.b)
+ * tensors are then absent and component k of NAME is the AES-128-CTR
+ * stream keyed by HMAC-SHA256(seed, NAME) (cdm_share_seed_expand). A
+ * seeded file also carries "secrets", a JSON object NAME -> shape listing
+ * every secret (with both components seeded, nothing else is stored). The
+ * model shares of lib/sample use it so that x_0 and x_1 are pseudo-random:
+ * party 0 holds two seeds, party 1 x_1's seed and x_2, party 2 x_2 and
+ * x_0's seed -- each file only the seeds of its own two components.
+ * Format 1 files (always full components) are still read; other versions
+ * are refused naming the format.
  *
  * Files are written with mode 0600 through the atomic safetensors writer.
  * Thread-safety: an open cdm_share is read-only and may be shared between
@@ -30,7 +43,10 @@
 #include "../base/base.h"
 #include "st.h"
 
-#define CDM_SHARE_FORMAT "cdm-share/1"
+#define CDM_SHARE_FORMAT "cdm-share/1"    /* full components only: written when
+					   * nothing is seeded (input, output, checkpoint
+					   * shares) */
+#define CDM_SHARE_FORMAT_SEEDED "cdm-share/2" /* seeded components allowed */
 #define CDM_SHARE_ID_LEN 32 /* hex digits */
 
 enum cdm_share_kind {
@@ -49,8 +65,15 @@ typedef struct cdm_share {
 	enum cdm_share_kind kind;
 	size_t nsecret;                        /* secret tensors (pairs) */
 	const char **secret;                   /* [nsecret] names without .a/.b, sorted */
-	void **owned;                          /* [nowned] copies of unaligned data */
+	void **owned;                          /* [nowned] copies of unaligned data and
+						* expanded seeded components */
 	size_t nowned;
+	int version;                           /* 1 or 2 */
+	int seeded[2];                         /* component a / b derives from a seed */
+	uint8_t seed[2][16];                   /* its seed (secret: party's own) */
+	struct cdm_st_tensor *virt;            /* [nvirt] the 'secrets' index (seeded) */
+	size_t nvirt;
+	void **expanded;                       /* [2*nvirt] expanded seeded components */
 } cdm_share;
 
 const char *cdm_share_kind_name(enum cdm_share_kind k); /* "model", ... */
@@ -72,7 +95,10 @@ const char *cdm_share_meta(const cdm_share *sh, const char *key);
 /* The NAME.a tensor (for its shape), or NULL if NAME is not a secret here. */
 const struct cdm_st_tensor *cdm_share_find(const cdm_share *sh, const char *name);
 /* Components of secret `name`, checking its shape (ndim dims). Pointers are
- * 8-byte aligned and live as long as sh. */
+ * 8-byte aligned and live as long as sh. A stored component is borrowed
+ * from the mapping when aligned; a seeded one is expanded here (8 bytes an
+ * element, once: later calls return the same buffer; held until close). The
+ * NAME.a tensor of cdm_share_find may be an index entry without data. */
 int cdm_share_get(cdm_share *sh, const char *name, int ndim, const int64_t *shape,
 		  const uint64_t **a, const uint64_t **b, struct cdm_err *err);
 
@@ -87,6 +113,11 @@ int cdm_share_check_set(cdm_share *const *sh, size_t n, struct cdm_err *err);
 int cdm_share_reconstruct(cdm_share *const *sh, size_t n, const char *name, uint64_t **out,
 			  struct cdm_err *err);
 
+/* Component of secret `name` from a component seed (format 2): n ring
+ * elements of AES-128-CTR keyed by HMAC-SHA256(seed, name). */
+int cdm_share_seed_expand(const uint8_t seed[16], const char *name, uint64_t *out, size_t n,
+			  struct cdm_err *err);
+
 /* A fresh random sharing id (32 hex digits + NUL). */
 int cdm_share_new_id(char id[CDM_SHARE_ID_LEN + 1], struct cdm_err *err);
 
@@ -97,8 +128,13 @@ typedef struct cdm_share_writer cdm_share_writer;
 int cdm_share_writer_new(cdm_share_writer **out, int party, int frac_bits,
 			 const char *sharing_id, const char *kind, struct cdm_err *err);
 void cdm_share_writer_free(cdm_share_writer *w);
+/* Seeded components (format 2): seed_a / seed_b (16 bytes, or NULL for a
+ * stored component) before any _add. Only the seeds of this party's own
+ * two components may be given (the caller's duty). */
+int cdm_share_writer_seeds(cdm_share_writer *w, const uint8_t *seed_a, const uint8_t *seed_b,
+			   struct cdm_err *err);
 /* Add secret `name` with this party's components a = x_i, b = x_{i+1}
- * (copied). */
+ * (copied; a seeded component is not stored and may be NULL). */
 int cdm_share_writer_add(cdm_share_writer *w, const char *name, int ndim, const int64_t *shape,
 			 const uint64_t *a, const uint64_t *b, struct cdm_err *err);
 /* Extra metadata ("config", "scheduler_config", free-form). The keys set by

@@ -48,7 +48,9 @@ struct sec_ctx {
 	enum cdm_suite suite;
 	int F;               /* fraction bits of the session */
 	cdm_share *model;    /* borrowed weight source, or NULL */
-	cdm_st *pubw;        /* borrowed PUBLIC weights (public-model mode), or NULL */
+	cdm_st *pubw[CDM_NN_PUBLIC_FILES]; /* borrowed PUBLIC weight files (public-model
+				     * mode; a name is looked up in order), or none */
+	size_t npubw;
 	const char *phase;   /* label of the generic ops */
 	uint64_t serial;     /* serial of the last tensor made */
 	struct sib_w sib[SIB_MAX];
@@ -181,11 +183,21 @@ static int s_set_public(void *vc, cdm_tensor *out, const float *data, struct cdm
 	return rc;
 }
 
+/* The public weight file holding `name` (the first one when none does, so
+ * that its loader names the file in the error). */
+static cdm_st *pub_file(const struct sec_ctx *c, const char *name)
+{
+	for (size_t i = 0; i < c->npubw; i++)
+		if (cdm_st_find(c->pubw[i], name))
+			return c->pubw[i];
+	return c->pubw[0];
+}
+
 static int s_has_weight(void *vc, const char *name)
 {
 	struct sec_ctx *c = vc;
-	if (c->pubw)
-		return cdm_st_find(c->pubw, name) != NULL;
+	if (c->npubw)
+		return cdm_st_find(pub_file(c, name), name) != NULL;
 	return c->model && cdm_share_find(c->model, name) != NULL;
 }
 
@@ -359,7 +371,8 @@ static int pub_weight(struct sec_ctx *c, const char *name, int ndim, const int64
 		      cdm_tensor **out, struct cdm_err *err)
 {
 	float *data = NULL;
-	CDM_TRY(cdm_st_load_f32(c->pubw, name, ndim, dim, &data, err));
+	cdm_st *w = pub_file(c, name);
+	CDM_TRY(cdm_st_load_f32(w, name, ndim, dim, &data, err));
 	int64_t n = 1;
 	for (int i = 0; i < ndim; i++)
 		n *= dim[i];
@@ -367,7 +380,7 @@ static int pub_weight(struct sec_ctx *c, const char *name, int ndim, const int64
 		if (!isfinite(data[i])) {
 			cdm_free(data);
 			return cdm_fail(err, CDM_EINPUT, "%s: tensor '%s': element %lld is %s",
-					cdm_st_path(c->pubw), name, (long long)i,
+					cdm_st_path(w), name, (long long)i,
 					isnan(data[i]) ? "NaN" : "infinite");
 		}
 	int rc = new_tensor(c, ndim, dim, 1, out, err);
@@ -383,7 +396,7 @@ static int s_weight(void *vc, const char *name, int ndim, const int64_t *dim, cd
 		    struct cdm_err *err)
 {
 	struct sec_ctx *c = vc;
-	if (c->pubw)
+	if (c->npubw)
 		return pub_weight(c, name, ndim, dim, out, err);
 	if (!c->model)
 		return cdm_fail(err, CDM_EINPUT, "weight '%s' requested but no model share is bound",
@@ -1259,10 +1272,22 @@ int cdm_nn_secure_bind(cdm_nn *nn, cdm_share *model, struct cdm_err *err)
 
 int cdm_nn_secure_bind_public(cdm_nn *nn, cdm_st *weights, struct cdm_err *err)
 {
+	return cdm_nn_secure_bind_public_files(nn, &weights, 1, err);
+}
+
+int cdm_nn_secure_bind_public_files(cdm_nn *nn, cdm_st *const *files, size_t n,
+				    struct cdm_err *err)
+{
 	struct sec_ctx *c = nn->ctx;
-	if (!weights)
-		return cdm_fail(err, CDM_EINTERNAL, "secure bind_public: no weight file");
-	c->pubw = weights;
+	if (n < 1 || n > CDM_NN_PUBLIC_FILES)
+		return cdm_fail(err, CDM_EINTERNAL, "secure bind_public: %zu weight files (1..%d)",
+				n, CDM_NN_PUBLIC_FILES);
+	for (size_t i = 0; i < n; i++) {
+		if (!files[i])
+			return cdm_fail(err, CDM_EINTERNAL, "secure bind_public: no weight file");
+		c->pubw[i] = files[i];
+	}
+	c->npubw = n;
 	c->model = NULL;
 	return 0;
 }

@@ -62,6 +62,12 @@ int cdm_nn_secure_bind(cdm_nn *nn, cdm_share *model, struct cdm_err *err);
  * MLP) are computed in float32 and stay public. Only the user's data and
  * everything computed from it stays secret. */
 int cdm_nn_secure_bind_public(cdm_nn *nn, cdm_st *weights, struct cdm_err *err);
+/* The same from several plaintext files (a Stable Diffusion pipeline: the
+ * UNet, VAE and text encoder files; borrowed), a weight name looked up in
+ * each in order. */
+#define CDM_NN_PUBLIC_FILES 4
+int cdm_nn_secure_bind_public_files(cdm_nn *nn, cdm_st *const *files, size_t n,
+				    struct cdm_err *err);
 
 /* Run the following ops on session m (same party and fraction bits as the
  * one the backend was made with; borrowed). lib/sample gives each

@@ -569,7 +569,8 @@ int cdm_sample_run(cdm_mpc *m, cdm_share *model, cdm_share *input,
 	if (o->steps < 1)
 		return cdm_fail(err, CDM_EINPUT, "steps %lld: need at least 1", (long long)o->steps);
 	if ((model && cdm_share_meta(model, CDM_SD_PIPELINE_KEY)) ||
-	    (input && cdm_share_meta(input, CDM_SD_PIPELINE_KEY))) /* Stable Diffusion */
+	    (input && cdm_share_meta(input, CDM_SD_PIPELINE_KEY)) ||
+	    (o->public_model && cdm_sample_sd_is_pipeline(o->public_model))) /* SD */
 		return cdm_sample_sd_run(m, model, input, o, res, err);
 	if (o->checkpoint_every < 0)
 		return cdm_fail(err, CDM_EINPUT, "checkpoint every %lld steps: need at least 1",

@@ -56,7 +56,9 @@ struct cdm_share_opts {
 
 /* MODEL_DIR (a diffusers folder) -> prefix.0, prefix.1, prefix.2. Every
  * weight tensor is encoded (NaN/Inf: an error naming the tensor) and split
- * x = x0 + x1 + x2 with x0, x1 uniform; file i holds (x_i, x_{i+1}). The
+ * x = x0 + x1 + x2 with x0, x1 pseudo-random from two seeds (share format 2,
+ * model_seed.c: file 0 holds both seeds, file 1 x1's seed and x2, file 2 x2
+ * and x0's seed); file i holds (x_i, x_{i+1}). The
  * three files appear together or not at all (temporaries, then renames).
  * A Stable Diffusion pipeline folder (model_index.json, UNet2DConditionModel)
  * gives one share per party of the UNet, the VAE decoder and the text

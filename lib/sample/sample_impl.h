@@ -25,6 +25,15 @@
  * derived from key and the tensor index t. */
 int cdm_sample_split(const uint8_t key[CDM_SEED_BYTES], size_t t, const uint64_t *x, size_t n,
 		     int p, uint64_t *a, uint64_t *b, struct cdm_err *err);
+/* ---- from model_seed.c: seed-derived model shares (format 2) ---- */
+/* Declare party p's seeded components on w (before any tensor). */
+int cdm_sample_writer_seeds(cdm_share_writer *w, const uint8_t key[CDM_SEED_BYTES], int p,
+			    struct cdm_err *err);
+/* Party p's stored component of the encoded tensor `name` (x_2 into b for
+ * party 1, into a for party 2; nothing for party 0). */
+int cdm_sample_split_seeded(const uint8_t key[CDM_SEED_BYTES], const char *name,
+			    const uint64_t *x, size_t n, int p, uint64_t *a, uint64_t *b,
+			    struct cdm_err *err);
 /* The run's mask key (o->seed in test mode, else the OS) and fraction bits
  * (negative: an error). */
 int cdm_sample_run_key(const struct cdm_share_opts *o, uint8_t key[CDM_SEED_BYTES],

@@ -18,13 +18,23 @@
  * Unlike the UNet2DModel loop every step runs on the caller's session: SD
  * runs do not support checkpoints (refused with a clear error), so the
  * per-step sessions that make resumed runs repeatable are not needed.
- * Public-model mode is refused too (it binds one plaintext weight file).
+ *
+ * Public-weights mode (o->public_model: the plaintext pipeline folder, read
+ * by all three parties; no model share): the configs come from the folder,
+ * the weights from its three safetensors files, and the model id is
+ * "public:" and SHA-256 of the configs and weights, compared in step 1 as
+ * the sharing id is. Products of a public weight and a shared activation
+ * are local (lib/nn/secure.h), the prompt's one-hot rows, x_T, every
+ * activation and the image stay shared.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "../model/clip.h"
+#include "../model/config.h"
 #include "../model/sd_config.h"
 #include "../model/sd_pipe.h"
 #include "../model/unet_cond.h"
@@ -47,6 +57,8 @@ struct sd_run {
 	uint8_t seed[CDM_SEED_BYTES];
 	const struct cdm_sample_opts *o;
 	struct cdm_sample_result *res;
+	cdm_st *pubw[3];               /* public mode: unet, vae, text encoder */
+	const char *mpath;             /* the model share, or the public folder */
 };
 
 static void sd_free(struct sd_run *r)
@@ -62,48 +74,174 @@ static void sd_free(struct sd_run *r)
 	cdm_sampler_free(r->sampler);
 	cdm_noise_free(r->noise);
 	cdm_nn_secure_free(r->nn);
+	for (int i = 0; i < 3; i++)
+		cdm_st_close(r->pubw[i]);
 	memset(r->seed, 0, sizeof r->seed);
 }
 
-/* A JSON text of the model share's metadata, parsed by `parse`. */
-#define META(sh, key, parse, cfg)                                                           \
-	do {                                                                                \
-		const char *t_ = cdm_share_meta(sh, key);                                   \
-		char what_[CDM_PATH_MAX + 32];                                              \
-		if (!t_)                                                                    \
-			return cdm_fail(err, CDM_EINPUT, "%s: no %s metadata", (sh)->path, key); \
-		snprintf(what_, sizeof what_, "%s: %s", (sh)->path, key);                   \
-		CDM_TRY(parse(cfg, t_, strlen(t_), what_, err));                            \
-	} while (0)
+/* ---- public-weights mode --------------------------------------------------------- */
+
+static int hash_file(EVP_MD_CTX *ctx, const char *path, struct cdm_err *err)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return cdm_fail(err, CDM_EINPUT, "%s: cannot open", path);
+	unsigned char buf[1 << 16];
+	size_t n;
+	while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+		EVP_DigestUpdate(ctx, buf, n);
+	int bad = ferror(f);
+	fclose(f);
+	return bad ? cdm_fail(err, CDM_EINPUT, "%s: read error", path) : 0;
+}
+
+/* "public:" and 128 bits of SHA-256 over the UNet, VAE and text encoder
+ * configs and weights and the scheduler config (what the parties compare),
+ * and the three weight files opened (mmapped) into r->pubw. */
+static int sd_public_open(struct sd_run *r, const char *dir, struct cdm_err *err)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned len = 0;
+	struct cdm_model_paths p;
+	if (!cdm_sample_sd_is_pipeline(dir))
+		return cdm_fail(err, CDM_EINPUT, "--public-model %s: not a Stable Diffusion pipeline "
+				"folder (model_index.json and a UNet2DConditionModel), but the input "
+				"share is a prompt", dir);
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
+		EVP_MD_CTX_free(ctx);
+		return cdm_fail(err, CDM_EINTERNAL, "public model: SHA-256 unavailable");
+	}
+	int rc = 0;
+	for (int part = 0; rc == 0 && part < 3; part++) {
+		rc = cdm_sd_locate(&p, dir, (enum cdm_sd_part)part, err);
+		if (rc == 0)
+			rc = hash_file(ctx, p.config, err);
+		if (rc == 0)
+			rc = hash_file(ctx, p.weights, err);
+		if (rc == 0)
+			rc = cdm_st_open(&r->pubw[part], p.weights, err);
+	}
+	if (rc == 0)
+		rc = cdm_model_locate(&p, dir, err);
+	if (rc == 0 && p.sched_config[0])
+		rc = hash_file(ctx, p.sched_config, err);
+	if (rc == 0)
+		EVP_DigestFinal_ex(ctx, md, &len);
+	EVP_MD_CTX_free(ctx);
+	CDM_TRY(rc);
+	char *id = r->res->model_id;
+	int k = snprintf(id, sizeof r->res->model_id, "public:");
+	for (unsigned i = 0; i < 16 && i < len; i++)
+		k += snprintf(id + k, sizeof r->res->model_id - (size_t)k, "%02x", md[i]);
+	return 0;
+}
+
+/* A config text: the model share's metadata `key`, or (public mode) the
+ * file of `part` in the folder (part < 0: the scheduler config, whose text
+ * may be absent: *text NULL). *owned is what to cdm_free afterwards. */
+static int config_text(struct sd_run *r, cdm_share *model, const char *key, int part,
+		       const char **text, char **owned, char *what, size_t wsize,
+		       struct cdm_err *err)
+{
+	*text = NULL;
+	*owned = NULL;
+	if (model) {
+		*text = cdm_share_meta(model, key);
+		snprintf(what, wsize, "%s: %s", model->path, key);
+		if (!*text && part >= 0)
+			return cdm_fail(err, CDM_EINPUT, "%s: no %s metadata", model->path, key);
+		return 0;
+	}
+	struct cdm_model_paths p;
+	size_t len;
+	if (part >= 0)
+		CDM_TRY(cdm_sd_locate(&p, r->mpath, (enum cdm_sd_part)part, err));
+	else
+		CDM_TRY(cdm_model_locate(&p, r->mpath, err));
+	const char *path = part >= 0 ? p.config : p.sched_config;
+	snprintf(what, wsize, "%s", path);
+	if (!path[0])
+		return 0;
+	CDM_TRY(cdm_model_read_text(path, (size_t)16 << 20, owned, &len, err));
+	*text = *owned;
+	return 0;
+}
+
+/* The UNet, VAE, text encoder and scheduler configs (sc to be cleared by
+ * the caller on success). */
+static int sd_configs(struct sd_run *r, cdm_share *model, struct cdm_unet_cond_config *uc,
+		      struct cdm_vae_config *vc, struct cdm_clip_config *cc,
+		      struct cdm_sched_config *sc, struct cdm_err *err)
+{
+	static const char *const keys[4] = {"config", "vae_config", "text_encoder_config",
+					    "scheduler_config"};
+	static const int parts[4] = {CDM_SD_UNET, CDM_SD_VAE, CDM_SD_TEXT_ENCODER, -1};
+	char what[CDM_PATH_MAX + 32];
+	int rc = 0;
+	for (int i = 0; rc == 0 && i < 4; i++) {
+		const char *t;
+		char *owned;
+		if ((rc = config_text(r, model, keys[i], parts[i], &t, &owned, what, sizeof what,
+				      err)) < 0)
+			break;
+		if (i == 0)
+			rc = cdm_unet_cond_config_parse(uc, t, strlen(t), what, err);
+		else if (i == 1)
+			rc = cdm_vae_config_parse(vc, t, strlen(t), what, err);
+		else if (i == 2)
+			rc = cdm_clip_config_parse(cc, t, strlen(t), what, err);
+		else if (t)
+			rc = cdm_sched_config_parse(sc, r->o->sampler, t, strlen(t), what, err);
+		else
+			cdm_sched_config_default(sc, r->o->sampler);
+		cdm_free(owned);
+	}
+	if (rc == 0 && sc->thresholding) {
+		cdm_sched_config_clear(sc);
+		rc = cdm_fail(err, CDM_EINPUT, "%s: scheduler_config has thresholding=true; not "
+			      "supported on shares", r->mpath);
+	}
+	return rc;
+}
 
 /* Refusals first, then the run digest every party must share. */
 static int sd_agree(struct sd_run *r, cdm_share *model, cdm_share *input, struct cdm_err *err)
 {
 	const struct cdm_sample_opts *o = r->o;
 	int frac = cdm_mpc_frac(r->m);
-	if (o->public_model)
-		return cdm_fail(err, CDM_EINPUT, "--public-model is not supported for Stable "
-				"Diffusion pipelines (give the model share with --model)");
 	if (o->checkpoint_dir || o->resume)
 		return cdm_fail(err, CDM_EINPUT, "--checkpoint/--resume are not supported for "
 				"Stable Diffusion pipelines");
-	if (!model)
-		return cdm_fail(err, CDM_EINPUT, "no model share");
-	const char *mv = cdm_share_meta(model, CDM_SD_PIPELINE_KEY);
-	if (!mv || strcmp(mv, CDM_SD_PIPELINE_VALUE) != 0)
-		return cdm_fail(err, CDM_EINPUT, "%s: a prompt input share, but %s is not the share "
-				"of a Stable Diffusion pipeline", input->path, model->path);
-	CDM_TRY(cdm_sample_check_share(model, cdm_mpc_id(r->m), "model", err));
+	if (!input)
+		return cdm_fail(err, CDM_EINPUT, "no input share");
+	if (o->public_model) {
+		r->mpath = o->public_model;
+		CDM_TRY(sd_public_open(r, o->public_model, err));
+	} else {
+		if (!model)
+			return cdm_fail(err, CDM_EINPUT, "no model share");
+		r->mpath = model->path;
+		const char *mv = cdm_share_meta(model, CDM_SD_PIPELINE_KEY);
+		if (!mv || strcmp(mv, CDM_SD_PIPELINE_VALUE) != 0)
+			return cdm_fail(err, CDM_EINPUT, "%s: a prompt input share, but %s is not the "
+					"share of a Stable Diffusion pipeline", input->path,
+					model->path);
+		CDM_TRY(cdm_sample_check_share(model, cdm_mpc_id(r->m), "model", err));
+		if (model->frac_bits != frac)
+			return cdm_fail(err, CDM_EINPUT, "%s has %d fraction bits; the session uses "
+					"%d", model->path, model->frac_bits, frac);
+		snprintf(r->res->model_id, sizeof r->res->model_id, "%s", model->sharing_id);
+	}
 	CDM_TRY(cdm_sample_check_share(input, cdm_mpc_id(r->m), "input", err));
-	if (model->frac_bits != frac || input->frac_bits != frac)
-		return cdm_fail(err, CDM_EINPUT, "%s has %d fraction bits and %s %d; the session "
-				"uses %d", model->path, model->frac_bits, input->path,
-				input->frac_bits, frac);
+	if (input->frac_bits != frac)
+		return cdm_fail(err, CDM_EINPUT, "%s has %d fraction bits; the session uses %d",
+				input->path, input->frac_bits, frac);
 	const char *pv = cdm_share_meta(input, CDM_SD_PIPELINE_KEY);
 	if (!pv || strcmp(pv, CDM_SD_PIPELINE_VALUE) != 0)
 		return cdm_fail(err, CDM_EINPUT, "%s: not a prompt input share, but %s is a Stable "
 				"Diffusion pipeline (cdm-share --input --prompt ...)", input->path,
-				model->path);
+				r->mpath);
 	CDM_TRY(cdm_sample_parse_shape(input, r->shape, err));
 	const char *lv = cdm_share_meta(input, "prompt_len");
 	long long len = lv ? strtoll(lv, NULL, 10) : 0;
@@ -115,7 +253,7 @@ static int sd_agree(struct sd_run *r, cdm_share *model, cdm_share *input, struct
 	snprintf(d, sizeof d,
 		 "model_sharing=%s input_sharing=%s sampler=%s steps=%lld eta=%.17g protocols=%s "
 		 "frac_bits=%d guidance=%.17g",
-		 model->sharing_id, input->sharing_id, cdm_sampler_kind_name(o->sampler),
+		 r->res->model_id, input->sharing_id, cdm_sampler_kind_name(o->sampler),
 		 (long long)o->steps, o->eta, cdm_suite_name(o->suite), frac, o->guidance);
 	cdm_mpc_set_label(r->m, "setup");
 	return cdm_sample_agree(r->m, d, err);
@@ -129,37 +267,29 @@ static int sd_setup(struct sd_run *r, cdm_share *model, struct cdm_err *err)
 	struct cdm_vae_config vc;
 	struct cdm_clip_config cc;
 	struct cdm_sched_config sc;
-	META(model, "config", cdm_unet_cond_config_parse, &uc);
-	META(model, "vae_config", cdm_vae_config_parse, &vc);
-	META(model, "text_encoder_config", cdm_clip_config_parse, &cc);
-	const char *s = cdm_share_meta(model, "scheduler_config");
-	char what[CDM_PATH_MAX + 32];
-	snprintf(what, sizeof what, "%s: scheduler_config", model->path);
-	if (s)
-		CDM_TRY(cdm_sched_config_parse(&sc, o->sampler, s, strlen(s), what, err));
-	else
-		cdm_sched_config_default(&sc, o->sampler);
-	int rc = sc.thresholding ? cdm_fail(err, CDM_EINPUT, "%s: thresholding=true is not "
-					    "supported on shares", what)
-				 : cdm_sampler_new(&r->sampler, &sc, o->sampler, o->steps, o->eta, err);
+	CDM_TRY(sd_configs(r, model, &uc, &vc, &cc, &sc, err));
+	int rc = cdm_sampler_new(&r->sampler, &sc, o->sampler, o->steps, o->eta, err);
 	cdm_sched_config_clear(&sc);
 	CDM_TRY(rc);
 	CDM_TRY(cdm_nn_secure_new(&r->nn, r->m, o->suite, err));
-	CDM_TRY(cdm_nn_secure_bind(r->nn, model, err));
+	if (r->pubw[0])
+		CDM_TRY(cdm_nn_secure_bind_public_files(r->nn, r->pubw, 3, err));
+	else
+		CDM_TRY(cdm_nn_secure_bind(r->nn, model, err));
 	if ((rc = cdm_unet_cond_new(&r->unet, r->nn, &uc, err)) < 0 ||
 	    (rc = cdm_vae_new(&r->vae, r->nn, &vc, err)) < 0 ||
 	    (rc = cdm_clip_new(&r->clip, r->nn, &cc, err)) < 0) {
-		cdm_err_prefix(err, "%s: ", model->path);
+		cdm_err_prefix(err, "%s: ", r->mpath);
 		return rc;
 	}
 	int64_t ctxd[3] = {2 * r->shape[0], r->len, cdm_unet_cond_ctx_dim(r->unet)};
 	int64_t x2[4] = {2 * r->shape[0], r->shape[1], r->shape[2], r->shape[3]};
 	if ((rc = cdm_unet_cond_check_input(r->unet, 4, x2, 3, ctxd, err)) < 0 ||
 	    (rc = cdm_vae_check_input(r->vae, 4, r->shape, err)) < 0)
-		cdm_err_prefix(err, "%s: ", model->path);
+		cdm_err_prefix(err, "%s: ", r->mpath);
 	if (rc == 0 && cc.hidden_size != ctxd[2])
 		rc = cdm_fail(err, CDM_EINPUT, "%s: the text encoder's width %lld is not the UNet's "
-			      "cross_attention_dim %lld", model->path, (long long)cc.hidden_size,
+			      "cross_attention_dim %lld", r->mpath, (long long)cc.hidden_size,
 			      (long long)ctxd[2]);
 	return rc;
 }
@@ -267,8 +397,6 @@ int cdm_sample_sd_run(cdm_mpc *m, cdm_share *model, cdm_share *input,
 	memset(&r, 0, sizeof r);
 	r.m = m, r.o = o, r.res = res;
 	int rc = sd_agree(&r, model, input, err);
-	if (rc == 0)
-		snprintf(res->model_id, sizeof res->model_id, "%s", model->sharing_id);
 	if (rc == 0)
 		rc = sd_setup(&r, model, err);
 	if (rc == 0)

@@ -168,10 +168,12 @@ static int fill_model(void *arg, int p, const char *id, const char *path, struct
 {
 	struct sd_model *s = arg;
 	cdm_share_writer *w = NULL;
-	size_t n = s->maxn ? s->maxn : 1, index = 0;
+	size_t n = s->maxn ? s->maxn : 1;
 	uint64_t *buf = cdm_alloc(n, 24, err);
 	float *tmp = buf ? cdm_alloc(n, 4, err) : NULL;
 	int rc = tmp ? cdm_share_writer_new(&w, p, s->frac, id, "model", err) : CDM_ENOMEM;
+	if (rc == 0)
+		rc = cdm_sample_writer_seeds(w, s->key, p, err);
 	if (rc == 0)
 		rc = cdm_share_writer_meta(w, CDM_SD_PIPELINE_KEY, CDM_SD_PIPELINE_VALUE, err);
 	for (int k = 0; rc == 0 && k < M_COUNT; k++)
@@ -185,7 +187,8 @@ static int fill_model(void *arg, int p, const char *id, const char *path, struct
 			uint64_t *x = buf, *a = buf + t->numel, *b = buf + 2 * t->numel;
 			if ((rc = cdm_sample_encode(s->st[part], t, s->frac, x, tmp, s->weights[part],
 						    err)) < 0 ||
-			    (rc = cdm_sample_split(s->key, index++, x, t->numel, p, a, b, err)) < 0)
+			    (rc = cdm_sample_split_seeded(s->key, t->name, x, t->numel, p, a, b,
+							  err)) < 0)
 				break;
 			rc = cdm_share_writer_add(w, t->name, t->ndim, t->shape, a, b, err);
 		}

@@ -154,6 +154,8 @@ static int write_model_file(const cdm_st *st, int p, int frac, const char *id,
 		if (cdm_st_at(st, i)->numel > maxn)
 			maxn = cdm_st_at(st, i)->numel;
 	int rc = cdm_share_writer_new(&w, p, frac, id, "model", err);
+	if (rc == 0)
+		rc = cdm_sample_writer_seeds(w, key, p, err);
 	if (rc == 0 && (!(buf = cdm_alloc(maxn, 24, err)) || !(tmp = cdm_alloc(maxn, 4, err))))
 		rc = CDM_ENOMEM;
 	if (rc == 0)
@@ -164,7 +166,7 @@ static int write_model_file(const cdm_st *st, int p, int frac, const char *id,
 		const struct cdm_st_tensor *t = cdm_st_at(st, i);
 		uint64_t *x = buf, *a = buf + t->numel, *b = buf + 2 * t->numel;
 		if ((rc = encode_tensor(st, t, frac, x, tmp, file, err)) < 0 ||
-		    (rc = split(key, i, x, t->numel, p, a, b, err)) < 0)
+		    (rc = cdm_sample_split_seeded(key, t->name, x, t->numel, p, a, b, err)) < 0)
 			break;
 		rc = cdm_share_writer_add(w, t->name, t->ndim, t->shape, a, b, err);
 	}

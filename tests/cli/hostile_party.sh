@@ -42,6 +42,9 @@ local_refusal "plain weights as model" "share|metadata|format" "$(basename $M)/d
 local_refusal "directory as model" "director|cannot|read" "$T" "$T" "$T/x.0"
 MSZ=$(wc -c <"$MS.0") ML=$(st_hdr_len "$MS.0")
 for off in 4 $((8 + ML / 2)) $((8 + ML)) $((8 + ML + (MSZ - ML) / 2)) $((MSZ - 1)); do
+	# party 0's seed-derived model share stores no tensor data: cuts at or
+	# past its end are no cuts (share_seeds.sh cuts party 1's data)
+	[ $off -lt $MSZ ] || continue
 	head -c $off "$MS.0" >"$T/mcut$off.0"
 	local_refusal "model share cut at $off" "too short|exceeds|beyond|data is|hole" "mcut$off\.0" \
 		"$T/mcut$off.0" "$T/x.0"

@@ -114,7 +114,7 @@ ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
 $B/cdm-share -o "$T/m" "$P" 2>"$T/err" || bad "cdm-share of the pipeline: $(cat "$T/err")"
 st_header "$T/m.1" | grep -q '"pipeline":"stable-diffusion"' || bad "model share lacks pipeline"
 st_header "$T/m.1" | grep -q 'encoder.conv_in' && bad "model share holds VAE encoder weights"
-st_header "$T/m.1" | grep -q '"text_model.final_layer_norm.weight.a"' ||
+st_header "$T/m.2" | grep -q '"text_model.final_layer_norm.weight.a"' ||
 	bad "model share lacks text encoder weights"
 # from the model share: the same tokens, so the same shares but for masks
 $B/cdm-share -o "$T/b" --input --prompt "a picture of a shoe" --negative-prompt "a bag" \

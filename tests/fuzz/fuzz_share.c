@@ -1,5 +1,5 @@
 /* Fuzz target: share-file validation on arbitrary bytes; a file that opens
- * yields every secret's components and is refused as its own partner. */
+ * yields every secret's components (seeded ones up to 2^20 elements) and is refused as its own partner. */
 #include "../../lib/fmt/share.h"
 
 #include <stdlib.h>
@@ -20,7 +20,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (size_t i = 0; i < sh->nsecret; i++) {
 		const struct cdm_st_tensor *t = cdm_share_find(sh, sh->secret[i]);
 		const uint64_t *a, *b;
-		if (!t || cdm_share_get(sh, sh->secret[i], t->ndim, t->shape, &a, &b, &err) < 0)
+		if (!t)
+			abort();
+		/* a seeded component is expanded (8 bytes an element), its size set
+		 * by the index, not the input's length: skip big ones */
+		if ((sh->seeded[0] || sh->seeded[1]) && t->numel > ((uint64_t)1 << 20))
+			continue;
+		if (cdm_share_get(sh, sh->secret[i], t->ndim, t->shape, &a, &b, &err) < 0)
 			abort();
 		volatile uint64_t sum = 0;
 		for (uint64_t k = 0; k < t->numel; k++)

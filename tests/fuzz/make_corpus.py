@@ -138,6 +138,32 @@ def seeds_share():
     write("share", "not_u64", st([("x.a", "F32", [2], b"\0" * 8), ("x.b", "U64", [1], b"\0" * 8)], meta=meta))
     write("share", "stray_tensor", st([("x", "U64", [1], b"\0" * 8)], meta=meta))
     write("share", "unaligned", st([("x.a", "U64", [1], b"\1" * 8), ("x.b", "U64", [1], b"\2" * 8)], meta=meta, pad=False))
+    seeds_share_v2()
+
+
+def seeds_share_v2():
+    """Format 2: seeded components (lib/fmt/share.h)."""
+    ka, kb = "000102030405060708090a0b0c0d0e0f", "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff"
+    idx = json.dumps({"x": [2, 2], "s": []}, sort_keys=True)
+    x = struct.pack("<4Q", 1, 2, 3, 2**64 - 1)
+
+    def meta(p, **kw):
+        m = {"format": "cdm-share/2", "party": str(p), "ring_bits": "64", "frac_bits": "20",
+             "sharing_id": "0123456789abcdef0123456789abcdef", "kind": "model",
+             "config": '{"sample_size": 28, "in_channels": 1}', "secrets": idx}
+        m.update(kw)
+        return m
+    write("share", "seeded.0", st([], meta=meta(0, seed_a=ka, seed_b=kb)))
+    write("share", "seeded.1", st([("x.b", "U64", [2, 2], x), ("s.b", "U64", [], x[:8])],
+                                  meta=meta(1, seed_a=kb)))
+    write("share", "seeded.2", st([("x.a", "U64", [2, 2], x), ("s.a", "U64", [], x[:8])],
+                                  meta=meta(2, seed_b=ka)))
+    write("share", "seeded_stored", st([("x.b", "U64", [2, 2], x)], meta=meta(0, seed_a=ka, seed_b=kb)))
+    write("share", "seeded_no_index", st([], meta={k: v for k, v in meta(0, seed_a=ka).items()
+                                                   if k != "secrets"}))
+    write("share", "seeded_huge", st([], meta=meta(0, seed_a=ka, seed_b=kb,
+                                                   secrets='{"x": [1099511627776, 1099511627776]}')))
+    write("share", "version_3", share(0, "model", fmt="cdm-share/3"))
 
 
 if __name__ == "__main__":

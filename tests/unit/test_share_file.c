@@ -89,6 +89,9 @@ static void test_roundtrip(uint64_t *rng)
 		      "header of party %d", p);
 		CHECK(sh[p]->nsecret == 2 && strcmp(sh[p]->secret[0], "s") == 0 &&
 		      strcmp(sh[p]->secret[1], "x") == 0, "secret names");
+		CHECK(sh[p]->version == 1 && !sh[p]->seeded[0] && !sh[p]->seeded[1] &&
+		      !strcmp(cdm_share_meta(sh[p], "format"), "cdm-share/1"),
+		      "no seeds: format 1, still written and read");
 		const char *c = cdm_share_meta(sh[p], "config");
 		CHECK(c && strcmp(c, config) == 0, "config kept");
 		CHECK(cdm_share_meta(sh[p], "note") && !cdm_share_meta(sh[p], "nope"), "meta");
@@ -283,6 +286,146 @@ static void test_writer_refusals(void)
 	cdm_share_writer_free(w);
 }
 
+/* ---- format 2: seeded components ------------------------------------------ */
+
+#define SEEDED_META(party, seeds, secrets) \
+	"{\"format\":\"cdm-share/2\",\"party\":\"" party "\",\"ring_bits\":\"64\"," \
+	"\"frac_bits\":\"20\"," ID ",\"kind\":\"model\",\"config\":\"{}\"" seeds secrets "}"
+#define SEED_A ",\"seed_a\":\"000102030405060708090a0b0c0d0e0f\""
+#define SEED_B ",\"seed_b\":\"f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff\""
+#define SECRETS_X1 ",\"secrets\":\"{\\\"x\\\":[1]}\""
+
+/* The layout of lib/sample's model shares: x_0, x_1 from seeds k0, k1;
+ * party 0 (k0, k1), party 1 (k1, x_2), party 2 (x_2, k0). Reading back,
+ * any two files reconstruct x, and all three agree. */
+static void test_seeded(uint64_t *rng)
+{
+	struct cdm_err err = {0};
+	char id[CDM_SHARE_ID_LEN + 1], path[128], name[64];
+	uint8_t k[2][16];
+	enum { M = 1000 };
+	static uint64_t x[M], x0[M], x1[M], x2[M];
+	for (int j = 0; j < 2; j++)
+		for (int i = 0; i < 16; i++)
+			k[j][i] = (uint8_t)check_rand(rng);
+	for (int i = 0; i < M; i++)
+		x[i] = check_rand(rng);
+	CHECK(cdm_share_new_id(id, &err) == 0, "id");
+	CHECK(cdm_share_seed_expand(k[0], "w", x0, M, &err) == 0 &&
+	      cdm_share_seed_expand(k[1], "w", x1, M, &err) == 0, "expand: %s", err.msg);
+	uint64_t again[M], other[M];
+	CHECK(cdm_share_seed_expand(k[0], "w", again, M, &err) == 0 &&
+	      !memcmp(again, x0, sizeof again), "expansion is deterministic");
+	CHECK(cdm_share_seed_expand(k[0], "w2", other, M, &err) == 0 &&
+	      memcmp(other, x0, sizeof other) && memcmp(x1, x0, sizeof x1),
+	      "other names and seeds give other streams");
+	for (int i = 0; i < M; i++)
+		x2[i] = x[i] - x0[i] - x1[i];
+	const uint8_t *sa[3] = {k[0], k[1], NULL}, *sb[3] = {k[1], NULL, k[0]};
+	const uint64_t *ca[3] = {NULL, NULL, x2}, *cb[3] = {NULL, x2, NULL};
+	uint64_t v7[1] = {7};
+	for (int p = 0; p < 3; p++) {
+		cdm_share_writer *w = NULL;
+		CHECK(cdm_share_writer_new(&w, p, 20, id, "model", &err) == 0, "writer");
+		if (!w)
+			return;
+		CHECK(cdm_share_writer_seeds(w, sa[p], sb[p], &err) == 0, "seeds: %s", err.msg);
+		CHECK(cdm_share_writer_add(w, "w", 2, (int64_t[]){10, 100}, ca[p], cb[p], &err) == 0,
+		      "add: %s", err.msg);
+		CHECK(cdm_share_writer_add(w, "w", 1, (int64_t[]){1}, v7, v7, &err) == CDM_EINPUT,
+		      "a name twice is refused");
+		CHECK(cdm_share_writer_seeds(w, k[0], NULL, &err) == CDM_EINTERNAL,
+		      "seeds after tensors refused");
+		CHECK(cdm_share_writer_meta(w, "seed_b", "00", &err) == CDM_EINPUT &&
+		      cdm_share_writer_meta(w, "secrets", "{}", &err) == CDM_EINPUT,
+		      "seed keys are reserved");
+		CHECK(cdm_share_writer_meta(w, "config", config, &err) == 0, "config");
+		snprintf(name, sizeof name, "seeded.%d", p);
+		path_of(path, sizeof path, name);
+		CHECK(cdm_share_writer_save(w, path, 0, &err) == 0, "save: %s", err.msg);
+		cdm_share_writer_free(w);
+	}
+	struct stat sb0, sb1;
+	path_of(path, sizeof path, "seeded.0");
+	CHECK(stat(path, &sb0) == 0 && sb0.st_size < 2048, "party 0 stores no data (%lld bytes)",
+	      (long long)sb0.st_size);
+	path_of(path, sizeof path, "seeded.1");
+	CHECK(stat(path, &sb1) == 0 && sb1.st_size >= 8 * M && sb1.st_size < 8 * M + 2048,
+	      "party 1 stores one component (%lld bytes)", (long long)sb1.st_size);
+	cdm_share *sh[3] = {0};
+	for (int p = 0; p < 3; p++) {
+		snprintf(name, sizeof name, "seeded.%d", p);
+		sh[p] = open_ok(name, "model");
+	}
+	if (!sh[0] || !sh[1] || !sh[2])
+		goto out;
+	CHECK(sh[0]->version == 2 && sh[0]->seeded[0] && sh[0]->seeded[1] && sh[1]->seeded[0] &&
+	      !sh[1]->seeded[1] && !sh[2]->seeded[0] && sh[2]->seeded[1], "seeded flags");
+	/* each file holds only its own components' seeds: k0 never at party 1,
+	 * k1 never at party 2 */
+	CHECK(!memcmp(sh[1]->seed[0], k[1], 16) && !memcmp(sh[2]->seed[1], k[0], 16) &&
+	      !memcmp(sh[0]->seed[0], k[0], 16) && !memcmp(sh[0]->seed[1], k[1], 16), "seeds");
+	for (int p = 0; p < 3; p++) {
+		const struct cdm_st_tensor *t = cdm_share_find(sh[p], "w");
+		CHECK(sh[p]->nsecret == 1 && !strcmp(sh[p]->secret[0], "w") && t && t->ndim == 2 &&
+		      t->shape[0] == 10 && t->shape[1] == 100 && t->numel == M, "party %d: index", p);
+		const uint64_t *a, *b;
+		const uint64_t *want[3] = {x0, x1, x2};
+		CHECK(cdm_share_get(sh[p], "w", 2, (int64_t[]){10, 100}, &a, &b, &err) == 0 &&
+		      !memcmp(a, want[p], sizeof x) && !memcmp(b, want[(p + 1) % 3], sizeof x),
+		      "party %d: components x_%d, x_%d: %s", p, p, (p + 1) % 3, err.msg);
+		const uint64_t *a2, *b2;
+		CHECK(cdm_share_get(sh[p], "w", 2, (int64_t[]){10, 100}, &a2, &b2, &err) == 0 &&
+		      a2 == a && b2 == b, "party %d: a second get returns the same buffers", p);
+		CHECK(cdm_share_get(sh[p], "w", 1, (int64_t[]){M}, &a, &b, &err) == CDM_EINPUT,
+		      "party %d: wrong shape refused", p);
+	}
+	cdm_share *two[2] = {sh[2], sh[0]};
+	uint64_t *r = NULL;
+	CHECK(cdm_share_reconstruct(two, 2, "w", &r, &err) == 0 && r && !memcmp(r, x, sizeof x),
+	      "two seeded files reconstruct: %s", err.msg);
+	cdm_free(r);
+	r = NULL;
+	CHECK(cdm_share_reconstruct(sh, 3, "w", &r, &err) == 0 && r && !memcmp(r, x, sizeof x),
+	      "three seeded files reconstruct and agree: %s", err.msg);
+	cdm_free(r);
+out:
+	for (int p = 0; p < 3; p++)
+		cdm_share_close(sh[p]);
+}
+
+static void test_seeded_validation(void)
+{
+	expect_bad("{\"format\":\"cdm-share/3\"}", "", 0, NULL,
+		   "share format 'cdm-share/3' unsupported (this build reads cdm-share/1 and "
+		   "cdm-share/2)");
+	expect_bad(SEEDED_META("0", ",\"seed_a\":\"00\"", ""), "", 0, NULL,
+		   "metadata 'seed_a' is not 32 lowercase hex digits");
+	expect_bad(SEEDED_META("0", SEED_A SEED_B, ""), "", 0, NULL,
+		   "seeded share without a 'secrets' index");
+	expect_bad(SEEDED_META("0", SEED_A SEED_B, ",\"secrets\":\"[1]\""), "", 0, NULL,
+		   "metadata 'secrets': top level is not a JSON object");
+	expect_bad(SEEDED_META("0", SEED_A SEED_B, ",\"secrets\":\"{\\\"x\\\":[-1]}\""), "", 0,
+		   NULL, "tensor 'x' has a bad dimension");
+	expect_bad(SEEDED_META("0", SEED_A SEED_B, SECRETS_X1),
+		   "\"x.b\":{\"dtype\":\"U64\",\"shape\":[1],\"data_offsets\":[0,8]}", 8, NULL,
+		   "tensor 'x.b' stored, but component b is seeded");
+	expect_bad(SEEDED_META("1", SEED_A, SECRETS_X1),
+		   "\"x.b\":{\"dtype\":\"U64\",\"shape\":[2],\"data_offsets\":[0,16]}", 16, NULL,
+		   "tensor 'x' differs in shape from the 'secrets' index");
+	expect_bad(SEEDED_META("1", SEED_A, ",\"secrets\":\"{\\\"x\\\":[1],\\\"y\\\":[1]}\""),
+		   "\"x.b\":{\"dtype\":\"U64\",\"shape\":[1],\"data_offsets\":[0,8]}", 8, NULL,
+		   "the 'secrets' index lists 2 tensors, the file stores 1");
+	expect_bad(SEEDED_META("1", SEED_A, SECRETS_X1),
+		   "\"x.a\":{\"dtype\":\"U64\",\"shape\":[1],\"data_offsets\":[0,8]}", 8, NULL,
+		   "tensor 'x.a' stored, but component a is seeded");
+	/* format 1 ignores seed keys (free-form there) and needs both components */
+	expect_bad("{\"format\":\"cdm-share/1\",\"party\":\"1\",\"ring_bits\":\"64\",\"frac_bits\":"
+		   "\"20\"," ID ",\"kind\":\"model\",\"config\":\"{}\"" SEED_A SECRETS_X1 "}",
+		   "\"x.b\":{\"dtype\":\"U64\",\"shape\":[1],\"data_offsets\":[0,8]}", 8, NULL,
+		   "tensor 'x.b' has no .a partner");
+}
+
 int main(void)
 {
 	uint64_t rng = check_seed();
@@ -292,6 +435,8 @@ int main(void)
 	test_roundtrip(&rng);
 	test_validation();
 	test_writer_refusals();
+	test_seeded(&rng);
+	test_seeded_validation();
 	char cmd[128];
 	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
 	if (system(cmd) != 0)
