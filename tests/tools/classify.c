@@ -5,7 +5,8 @@
  *
  *   classify CLASSIFIER_DIR FILE...
  *
- * Each FILE holds tensor `x` [B,1,28,28] (a diffusion sample in [-1,1]);
+ * Each FILE holds tensor `x` [B,1,28,28] (a diffusion sample in [-1,1]) or
+ * [B,1,32,32] (sd-digits: MNIST padded by 2; the centre 28x28 is used);
  * prints one predicted digit per image, one per line, in file order.
  * The network (see the classifier's README): conv3x3(1->16,pad 1) + ReLU +
  * maxpool 2, conv3x3(16->32,pad 1) + ReLU + maxpool 2, flatten (C,H,W),
@@ -102,13 +103,20 @@ static int classify_file(const struct digit_net *net, const char *path, struct c
 	CDM_TRY(cdm_st_open(&st, path, err));
 	const struct cdm_st_tensor *t = cdm_st_find(st, "x");
 	int rc = 0;
-	if (!t || t->ndim != 4 || t->shape[1] != 1 || t->shape[2] != 28 || t->shape[3] != 28) {
-		rc = cdm_fail(err, CDM_EINPUT, "%s: no tensor `x` of shape [B,1,28,28]", path);
+	int64_t n = t && t->ndim == 4 ? t->shape[3] : 0;
+	if (!t || t->shape[1] != 1 || t->shape[2] != n || (n != 28 && n != 32)) {
+		rc = cdm_fail(err, CDM_EINPUT, "%s: no tensor `x` of shape [B,1,28,28] or [B,1,32,32]",
+			      path);
 	} else {
 		float *x = cdm_alloc(t->numel, sizeof *x, err);
 		rc = x ? cdm_st_to_f32(st, t, x, err) : CDM_ENOMEM;
-		for (int64_t b = 0; rc == 0 && b < t->shape[0]; b++)
-			printf("%d\n", classify_one(net, x + b * 28 * 28));
+		int64_t off = (n - 28) / 2;
+		float crop[28 * 28];
+		for (int64_t b = 0; rc == 0 && b < t->shape[0]; b++) {
+			for (int y = 0; y < 28; y++)
+				memcpy(crop + y * 28, x + (b * n + y + off) * n + off, 28 * sizeof *crop);
+			printf("%d\n", classify_one(net, crop));
+		}
 		cdm_free(x);
 	}
 	cdm_st_close(st);
