@@ -52,13 +52,15 @@
  *            against powers of two (one call), quadratic guess, 2 Newton steps.
  *   rsqrt    same domain and measure; x < 2^-14 gives 2^7, x >= 2^20 gives 2^-10.
  *   softmax  rows (max-subtracted by a comparison tree): exp at 28 bits, then
- *            e * (1/sum) per row in one go (inv.c: half-octave buckets of the
- *            sum, degree-4 polynomial, no Newton step; 19 rounds); L1 error
+ *            e * (1/sum) per row in one go (inv.c: 16 buckets per octave of
+ *            the sum, each its minimax line, the slope products riding the
+ *            comparisons; 9 rounds, 11 when 2^(klog+1) at 28 bits needs a
+ *            shift into the comparison range, cols > 64); L1 error
  *            per row <= 1e-3 for cols <= 2048 (output quantisation at F adds
  *            ~cols * 2^-F/3 in L1: 4096 -> ~2e-3).
  *   norm     (x - mean) * rsqrt(var + eps) per row; squares truncated before
- *            summing; var + eps bucketed by half octaves over [2^-18, 2^14)
- *            and (x - mean) * rsqrt evaluated as in softmax (inv.c), 24
+ *            summing; var + eps bucketed by 1/16 octaves over [2^-18, 2^14)
+ *            and (x - mean) * rsqrt evaluated as in softmax (inv.c), 16
  *            rounds; the elementwise rsqrt/reciprocal keep the Newton route
  *            below (their x/32 comparisons are too coarse for it).
  *
