@@ -16,70 +16,72 @@
  * stays below 2^56. */
 #define NL_EXP_XBITS 8
 
-/* Clamp first, then compute: x_c = x on [-16, 0), -16 below (exp(-16) is
- * 0.1 LSB, so the output rounds to 0 or 1 LSB and is never negative), 0
- * at x >= 0 (clamp_pos). One comparison call and one multiplication round
- * (x_c = I x - 16 b_lo, exact), after which every value is bounded and no
- * selection is needed at the end. exp(x_c) = p(x_c/32)^32 at Fi bits, the
- * last squaring truncating straight to frac_out. */
+/* Compute first, select last: p(x/32)^32 at Fi bits is evaluated on the
+ * UNCLAMPED x, its first product (y^2) riding along the comparisons with
+ * -16 and 0 (cdm_mpc_ltz_dot_trunc), and the result is multiplied by the
+ * exact 0/1 indicator I = [-16 <= x < 0] at the end (I = [x >= -16]
+ * without clamp_pos). Outside [-16, 0) the polynomial and its squarings
+ * may overflow into garbage; an exact 0 times garbage is 0 in the ring,
+ * so the output is 0 below -16 (exp(-16) is 0.1 LSB) and, with
+ * clamp_pos, exactly 1 at x >= 0. Rounds: comparisons 5 (y^2 riding),
+ * polynomial 3, squarings 5 x 3, selection 1 = 24 (27 when the clamp's
+ * product came first). */
 int nl_cdm_exp(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, int frac_out, int clamp_pos,
 	       struct cdm_err *err)
 {
 	int F = cdm_mpc_frac(m), Fi = F + NL_EXP_XBITS, K = clamp_pos ? 2 : 1, rc;
 	size_t n = x->n;
 	const double t[2] = {-NL_EXP_FLOOR, 0.0};
-	cdm_shr bits[2], I = {0}, xc = {0}, y = {0}, pw[NL_EXP_DEG + 1], acc = {0}, p = {0};
-	memset(pw, 0, sizeof pw);
+	cdm_shr bits[2], I = {0}, y = {0}, pw2 = {0}, acc = {0}, p = {0}, e = {0};
+	/* p(y), y = x / 2^K, degree 4, as
+	 *   a0 + a1 y + a2 y^2 + y^2 (a3 y + a4 y^2)
+	 * in ONE dot product after y^2. The integer x is y at Fy = F + K bits
+	 * for free; y^2 is made at Fs bits so that the dot's scale Fs + Fy +
+	 * E3 stays at 60 with E3 >= 15 coefficient bits for a3 (|y|^3 <= 1/8:
+	 * error <= 2^-19 before the 2^K amplification of the squarings). */
+	int Fy = F + NL_EXP_K, Fs = 45 - Fy < Fi ? 45 - Fy : Fi, E3 = 60 - Fs - Fy;
 	if ((rc = nl_new(bits, K, n, err)) < 0)
 		return rc;
-	rc = nl_cmp_consts(m, bits, x, t, K, 0, err);
+	struct nl_ride ride = {&pw2, x, x, 2 * Fy - Fs};
+	rc = nl_cmp_consts_ride(m, bits, x, t, K, 0, &ride, err);
 	if (rc == 0)
-		rc = nl_new(&I, 1, n, err);
-	if (rc == 0) {
-		/* I = [-16 <= x < 0] (or [x >= -16] without clamp_pos) */
-		if (clamp_pos)
-			cdm_mpc_sub(m, &I, &bits[1], &bits[0]);
-		else
-			cdm_mpc_add_const(m, &I, &I, 1), cdm_mpc_sub(m, &I, &I, &bits[0]);
-		rc = cdm_mpc_mul(m, &xc, &I, x, err);
-	}
-	if (rc == 0) {
-		nl_axpy(m, &xc, &bits[0], (uint64_t)0 - nl_enc(NL_EXP_FLOOR, F), 1);
 		rc = cdm_shr_new(&y, n, err);
-	}
-	/* p(y), y = x_c / 2^K, degree 4, as
-	 *   a0 + a1 y + a2 y^2 + y^2 (a3 y + a4 y^2)
-	 * in ONE dot product after y^2 (2 products instead of 3 plus a
-	 * truncation). The integer x_c is y at Fy = F + K bits for free; y^2
-	 * is made at Fs bits so that the dot's scale Fs + Fy + E3 stays at 60
-	 * with E3 >= 15 coefficient bits for a3 (|y|^3 <= 1/8: error <= 2^-19
-	 * before the 2^K amplification of the squarings). */
-	int Fy = F + NL_EXP_K, Fs = 45 - Fy < Fi ? 45 - Fy : Fi, E3 = 60 - Fs - Fy;
-	if (rc == 0)
-		rc = nl_mul_shift(m, &pw[2], &xc, &xc, 2 * Fy - Fs, err);
 	if (rc == 0)
 		rc = cdm_shr_new(&acc, n, err);
 	if (rc == 0) {
 		int T = Fs + Fy + E3;
-		nl_axpy(m, &y, &xc, nl_enc(nl_exp_poly[3], E3), 0);
-		nl_axpy(m, &y, &pw[2], nl_enc(nl_exp_poly[4], E3 + Fy - Fs), 1);
+		nl_axpy(m, &y, x, nl_enc(nl_exp_poly[3], E3), 0);
+		nl_axpy(m, &y, &pw2, nl_enc(nl_exp_poly[4], E3 + Fy - Fs), 1);
 		cdm_mpc_add_const(m, &acc, &acc, nl_enc(nl_exp_poly[0], T));
-		nl_axpy(m, &acc, &xc, nl_enc(nl_exp_poly[1], T - Fy), 1);
-		nl_axpy(m, &acc, &pw[2], nl_enc(nl_exp_poly[2], T - Fs), 1);
-		rc = cdm_mpc_dot_trunc(m, &p, &pw[2], &y, 1, &acc, T - Fi, err);
+		nl_axpy(m, &acc, x, nl_enc(nl_exp_poly[1], T - Fy), 1);
+		nl_axpy(m, &acc, &pw2, nl_enc(nl_exp_poly[2], T - Fs), 1);
+		rc = cdm_mpc_dot_trunc(m, &p, &pw2, &y, 1, &acc, T - Fi, err);
 	}
 	for (int s = 0; rc == 0 && s < NL_EXP_K; s++) {
 		int last = s == NL_EXP_K - 1;
 		cdm_shr sq = {0};
-		rc = nl_mul_shift(m, last ? out : &sq, &p, &p, last ? 2 * Fi - frac_out : Fi, err);
+		rc = nl_mul_shift(m, last ? &e : &sq, &p, &p, last ? 2 * Fi - frac_out : Fi, err);
 		if (rc == 0 && !last)
 			memcpy(p.a, sq.a, n * 8), memcpy(p.b, sq.b, n * 8);
 		cdm_shr_free(&sq);
 	}
+	if (rc == 0)
+		rc = nl_new(&I, 1, n, err);
+	if (rc == 0) { /* the selection; exactly 1 at x >= 0 */
+		if (clamp_pos)
+			cdm_mpc_sub(m, &I, &bits[1], &bits[0]);
+		else
+			cdm_mpc_add_const(m, &I, &I, 1), cdm_mpc_sub(m, &I, &I, &bits[0]);
+		rc = cdm_mpc_mul(m, out, &I, &e, err);
+	}
+	if (rc == 0 && clamp_pos) {
+		uint64_t one = nl_enc(1.0, frac_out);
+		cdm_mpc_add_const(m, out, out, one);
+		nl_axpy(m, out, &bits[1], (uint64_t)0 - one, 1);
+	}
 	nl_free(bits, K);
-	nl_free(pw, NL_EXP_DEG + 1);
-	cdm_shr_free(&I), cdm_shr_free(&xc), cdm_shr_free(&y);
-	cdm_shr_free(&acc), cdm_shr_free(&p);
+	cdm_shr_free(&I), cdm_shr_free(&y), cdm_shr_free(&pw2);
+	cdm_shr_free(&acc), cdm_shr_free(&p), cdm_shr_free(&e);
 	return rc;
 }
 
