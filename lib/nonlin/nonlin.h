@@ -43,9 +43,11 @@
  *   exp      (-inf, 0]: relative <= 1e-3 where exp(x) >= 1e-3 (measured with the
  *            1-LSB output quantisation included), 0 below -16, never negative;
  *            x > 0 is clamped to 0 (exp = 1): an exp for max-subtracted inputs.
- *            The input is clamped to [-16, 0] first (one comparison call, one
- *            product), then (p4(x/32))^32 at 28 fraction bits, p4 in one dot
- *            product after y^2 (cdm.c).
+ *            p6(x/8 + 1)^8 at 28 fraction bits on the unclamped x (z^2
+ *            riding along the comparisons with -16 and 0, z^3 and z^4 in
+ *            one product, p6 in one dot), then one exact product with the
+ *            0/1 indicator of [-16, 0) kills what overflowed outside: 21
+ *            rounds (cdm.c).
  *   reciprocal [2^-14, 2^20) (covers [1e-4, 1e6]): relative <= 1e-3 where
  *            1/x >= 2^-F * 1000, else abs <= 2 LSB; x < 2^-14 (also <= 0) gives
  *            2^14, x >= 2^20 gives 2^-20. Normalise by 35 comparisons of x/32
