@@ -16,8 +16,8 @@ import numpy as np
 from numpy.polynomial import chebyshev as C
 
 F = 20  # the fixed-point fraction bits the maps are quantised for
-NL_EXP_DEG = 4
-NL_EXP_K = 5  # exp(x) = exp(x / 2^K)^(2^K) on [-16, 0]
+NL_EXP_DEG = 6
+NL_EXP_K = 3  # exp(x) = exp(x / 2^K)^(2^K) on [-16, 0]
 erf = np.vectorize(math.erf)
 def sig(x): return 0.5 * (1 + np.tanh(x / 2))
 def silu(x): return x * sig(x)
@@ -113,11 +113,14 @@ pw("sigmoid", sig, [-7.7, 7.7], ((0, 0), (1, 0)), [(-7.7, 7.7)], 8, odd=True, c0
 pw("tanh", np.tanh, [-4.2, 4.2], ((-1, 0), (1, 0)), [(-4.2, 4.2)], 10, odd=True)
 pw("mish", mish, [-9.9, 0.5, 5.2], ((0, 0), (0, 1)), [(-9.9, 0.5), (0.5, 5.2)], [10, 6])
 
-# exp(y) on [-16/2^K, 0], then K squarings: monomial fit of relative error.
+# exp(y) on [-16/2^K, 0], then K squarings: monomial fit of relative error
+# in z = y + 8/2^K (centred on [-1, 1]: every power of z stays <= 1 in
+# the fixed-point evaluation, cdm.c).
 y = np.linspace(-16 / 2**NL_EXP_K, 0, 20001)
-V = np.vander(y, NL_EXP_DEG + 1, increasing=True) / np.exp(y)[:, None]
+z = y + 8 / 2**NL_EXP_K
+V = np.vander(z, NL_EXP_DEG + 1, increasing=True) / np.exp(y)[:, None]
 c, e = lawson(V, np.ones_like(y))
-emit(f"/* exp(y), y in [-16/2^K, 0], degree {NL_EXP_DEG}, relative error {e:.2e} (x 2^K after squaring) */")
+emit(f"/* exp(y) = p(z), z = y + 8/2^K in [-1, 1] for y in [-16/2^K, 0], degree {NL_EXP_DEG}, relative error {e:.2e} (x 2^K after squaring) */")
 emit(f"#define NL_EXP_K {NL_EXP_K}")
 emit(f"#define NL_EXP_DEG {NL_EXP_DEG}")
 emit(f"static const double nl_exp_poly[{NL_EXP_DEG + 1}] = {{" + ", ".join(f"{v:.17g}" for v in c) + "};\n")

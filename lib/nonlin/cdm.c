@@ -11,75 +11,98 @@
 
 #define NL_EXP_FLOOR 16.0 /* exp(-16) = 1.1e-7: below 1 LSB at F = 20 */
 
-/* Extra fraction bits of the exp core: y = x/2^K (K = NL_EXP_K from
- * coef.h) is exact at F + 8 bits, and squaring values <= 1 at 28 bits
- * stays below 2^56. */
+/* Fraction bits of the exp core's p and its squarings (values <= 1). */
 #define NL_EXP_XBITS 8
 
-/* Clamp first, then compute: x_c = x on [-16, 0), -16 below (exp(-16) is
- * 0.1 LSB, so the output rounds to 0 or 1 LSB and is never negative), 0
- * at x >= 0 (clamp_pos). One comparison call and one multiplication round
- * (x_c = I x - 16 b_lo, exact), after which every value is bounded and no
- * selection is needed at the end. exp(x_c) = p(x_c/32)^32 at Fi bits, the
- * last squaring truncating straight to frac_out. */
+/* Compute first, select last: p(z)^(2^K), z = x/2^K + 1 in [-1, 1] (K =
+ * NL_EXP_K = 3, p of degree 6 from coef.h, relative error 3e-6 before
+ * the 8x of the squarings), is evaluated on the UNCLAMPED x and the result
+ * is multiplied by the exact 0/1 indicator I = [-16 <= x < 0] at the end
+ * (I = [x >= -16] without clamp_pos). Outside [-16, 0) the polynomial and
+ * its squarings may overflow into garbage; an exact 0 times garbage is 0
+ * in the ring, so the output is 0 below -16 (exp(-16) is 0.1 LSB) and,
+ * with clamp_pos, exactly 1 at x >= 0. Rounds: comparisons 5 (z^2 riding
+ * along), z^3 and z^4 3, the polynomial's dot 3, squarings 3 x 3,
+ * selection 1 = 21 (27 with the clamp's product first and 5 squarings).
+ *
+ * Scales: the integer x is y = x/2^K at Fy = F + K bits for free, so is
+ * z; z^2, z^3, z^4 at P = F bits (|z| <= 1 inside: every power <= 1);
+ * the dot p = acc + z^3 (a5 z^2) + z^4 (a6 z^2) at T = 59 bits (p <= 1),
+ * a5 and a6 with 19 coefficient bits. */
+#define NL_EXP_T 59
+
 int nl_cdm_exp(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, int frac_out, int clamp_pos,
 	       struct cdm_err *err)
 {
 	int F = cdm_mpc_frac(m), Fi = F + NL_EXP_XBITS, K = clamp_pos ? 2 : 1, rc;
+	int Fy = F + NL_EXP_K, P = F, T = NL_EXP_T, Eb = T - P;
 	size_t n = x->n;
 	const double t[2] = {-NL_EXP_FLOOR, 0.0};
-	cdm_shr bits[2], I = {0}, xc = {0}, y = {0}, pw[NL_EXP_DEG + 1], acc = {0}, p = {0};
-	memset(pw, 0, sizeof pw);
+	const double *a = nl_exp_poly;
+	cdm_shr bits[2], I = {0}, z = {0}, z2 = {0}, A = {0}, B = {0}, z34 = {0};
+	cdm_shr X = {0}, Y = {0}, acc = {0}, p = {0}, e = {0};
 	if ((rc = nl_new(bits, K, n, err)) < 0)
 		return rc;
-	rc = nl_cmp_consts(m, bits, x, t, K, 0, err);
-	if (rc == 0)
-		rc = nl_new(&I, 1, n, err);
-	if (rc == 0) {
-		/* I = [-16 <= x < 0] (or [x >= -16] without clamp_pos) */
-		if (clamp_pos)
-			cdm_mpc_sub(m, &I, &bits[1], &bits[0]);
-		else
-			cdm_mpc_add_const(m, &I, &I, 1), cdm_mpc_sub(m, &I, &I, &bits[0]);
-		rc = cdm_mpc_mul(m, &xc, &I, x, err);
+	rc = nl_new(&z, 1, n, err);
+	if (rc == 0) { /* z = y + 1 at Fy bits; z^2 rides along the comparisons */
+		cdm_mpc_add_const(m, &z, x, nl_enc(8.0 / (1 << NL_EXP_K), Fy));
+		struct nl_ride ride = {&z2, &z, &z, 2 * Fy - P};
+		rc = nl_cmp_consts_ride(m, bits, x, t, K, 0, &ride, err);
 	}
-	if (rc == 0) {
-		nl_axpy(m, &xc, &bits[0], (uint64_t)0 - nl_enc(NL_EXP_FLOOR, F), 1);
-		rc = cdm_shr_new(&y, n, err);
+	if (rc == 0)
+		rc = nl_new_raw(&A, 2 * n, err);
+	if (rc == 0)
+		rc = nl_new_raw(&B, 2 * n, err);
+	if (rc == 0) { /* [z^3 ; z^4] = [z^2 ; z^2] * [z ; z^2 2^(Fy-P)] >> Fy */
+		cdm_shr a0 = nl_view(&A, 0, n), a1 = nl_view(&A, n, n);
+		cdm_shr b0 = nl_view(&B, 0, n), b1 = nl_view(&B, n, n);
+		nl_axpy(m, &a0, &z2, 1, 0), nl_axpy(m, &a1, &z2, 1, 0);
+		nl_axpy(m, &b0, &z, 1, 0);
+		nl_shl(m, &b1, &z2, Fy - P);
+		rc = nl_mul_shift(m, &z34, &A, &B, Fy, err);
 	}
-	/* p(y), y = x_c / 2^K, degree 4, as
-	 *   a0 + a1 y + a2 y^2 + y^2 (a3 y + a4 y^2)
-	 * in ONE dot product after y^2 (2 products instead of 3 plus a
-	 * truncation). The integer x_c is y at Fy = F + K bits for free; y^2
-	 * is made at Fs bits so that the dot's scale Fs + Fy + E3 stays at 60
-	 * with E3 >= 15 coefficient bits for a3 (|y|^3 <= 1/8: error <= 2^-19
-	 * before the 2^K amplification of the squarings). */
-	int Fy = F + NL_EXP_K, Fs = 45 - Fy < Fi ? 45 - Fy : Fi, E3 = 60 - Fs - Fy;
 	if (rc == 0)
-		rc = nl_mul_shift(m, &pw[2], &xc, &xc, 2 * Fy - Fs, err);
+		rc = nl_new(&Y, 1, 2 * n, err);
 	if (rc == 0)
-		rc = cdm_shr_new(&acc, n, err);
-	if (rc == 0) {
-		int T = Fs + Fy + E3;
-		nl_axpy(m, &y, &xc, nl_enc(nl_exp_poly[3], E3), 0);
-		nl_axpy(m, &y, &pw[2], nl_enc(nl_exp_poly[4], E3 + Fy - Fs), 1);
-		cdm_mpc_add_const(m, &acc, &acc, nl_enc(nl_exp_poly[0], T));
-		nl_axpy(m, &acc, &xc, nl_enc(nl_exp_poly[1], T - Fy), 1);
-		nl_axpy(m, &acc, &pw[2], nl_enc(nl_exp_poly[2], T - Fs), 1);
-		rc = cdm_mpc_dot_trunc(m, &p, &pw[2], &y, 1, &acc, T - Fi, err);
+		rc = nl_new(&acc, 1, n, err);
+	if (rc == 0) { /* p = acc + z^3 (a5 z^2) + z^4 (a6 z^2), one dot */
+		cdm_shr z3 = nl_view(&z34, 0, n), z4 = nl_view(&z34, n, n);
+		cdm_shr y0 = nl_view(&Y, 0, n), y1 = nl_view(&Y, n, n);
+		nl_axpy(m, &y0, &z2, nl_enc(a[5], Eb - P), 0);
+		nl_axpy(m, &y1, &z2, nl_enc(a[6], Eb - P), 0);
+		cdm_mpc_add_const(m, &acc, &acc, nl_enc(a[0], T));
+		nl_axpy(m, &acc, &z, nl_enc(a[1], T - Fy), 1);
+		nl_axpy(m, &acc, &z2, nl_enc(a[2], T - P), 1);
+		nl_axpy(m, &acc, &z3, nl_enc(a[3], T - P), 1);
+		nl_axpy(m, &acc, &z4, nl_enc(a[4], T - P), 1);
+		rc = cdm_mpc_dot_trunc(m, &p, &z34, &Y, 2, &acc, T - Fi, err);
 	}
 	for (int s = 0; rc == 0 && s < NL_EXP_K; s++) {
 		int last = s == NL_EXP_K - 1;
 		cdm_shr sq = {0};
-		rc = nl_mul_shift(m, last ? out : &sq, &p, &p, last ? 2 * Fi - frac_out : Fi, err);
+		rc = nl_mul_shift(m, last ? &e : &sq, &p, &p, last ? 2 * Fi - frac_out : Fi, err);
 		if (rc == 0 && !last)
 			memcpy(p.a, sq.a, n * 8), memcpy(p.b, sq.b, n * 8);
 		cdm_shr_free(&sq);
 	}
+	if (rc == 0)
+		rc = nl_new(&I, 1, n, err);
+	if (rc == 0) { /* the selection; exactly 1 at x >= 0 */
+		if (clamp_pos)
+			cdm_mpc_sub(m, &I, &bits[1], &bits[0]);
+		else
+			cdm_mpc_add_const(m, &I, &I, 1), cdm_mpc_sub(m, &I, &I, &bits[0]);
+		rc = cdm_mpc_mul(m, out, &I, &e, err);
+	}
+	if (rc == 0 && clamp_pos) {
+		uint64_t one = nl_enc(1.0, frac_out);
+		cdm_mpc_add_const(m, out, out, one);
+		nl_axpy(m, out, &bits[1], (uint64_t)0 - one, 1);
+	}
 	nl_free(bits, K);
-	nl_free(pw, NL_EXP_DEG + 1);
-	cdm_shr_free(&I), cdm_shr_free(&xc), cdm_shr_free(&y);
-	cdm_shr_free(&acc), cdm_shr_free(&p);
+	cdm_shr_free(&I), cdm_shr_free(&z), cdm_shr_free(&z2), cdm_shr_free(&A);
+	cdm_shr_free(&B), cdm_shr_free(&z34), cdm_shr_free(&X), cdm_shr_free(&Y);
+	cdm_shr_free(&acc), cdm_shr_free(&p), cdm_shr_free(&e);
 	return rc;
 }
 

@@ -133,9 +133,9 @@ int nl_cmp_consts(cdm_mpc *m, cdm_shr *bits, const cdm_shr *x, const double *t, 
 }
 
 int nl_cmp_consts_ride(cdm_mpc *m, cdm_shr *bits, const cdm_shr *x, const double *t, int K,
-		       const struct nl_ride *ride, struct cdm_err *err)
+		       int pre, const struct nl_ride *ride, struct cdm_err *err)
 {
-	return cmp_consts(m, bits, x, t, K, 0, ride, err);
+	return cmp_consts(m, bits, x, t, K, pre, ride, err);
 }
 
 int nl_seg_select(cdm_mpc *m, cdm_shr *out, const cdm_shr *P, const cdm_shr *b, int K,
@@ -346,7 +346,7 @@ static int pw_select(cdm_mpc *m, const struct nl_pw *f, struct pw_ws *s, const c
 	rc = pw_map_operands(m, f, s, x, &px, &py, err);
 	if (rc == 0) {
 		struct nl_ride ride = {&mp, &px, &py, f->sq ? f->shift + s->F : f->shift};
-		rc = nl_cmp_consts_ride(m, bits, x, f->brk, K, &ride, err);
+		rc = nl_cmp_consts_ride(m, bits, x, f->brk, K, 0, &ride, err);
 	}
 	if (rc == 0)
 		rc = nl_new(s->ind, K + 1, n, err);

@@ -68,9 +68,11 @@ struct nl_ride {
 	const cdm_shr *x, *y;
 	int shift;
 };
-/* nl_cmp_consts (pre = 0) with `ride` computed in the same rounds. */
+/* nl_cmp_consts with `ride` computed in the rounds of the comparisons
+ * (after the pre shift's 2 rounds when pre > 0; ride uses its own
+ * operands, not the shifted x). */
 int nl_cmp_consts_ride(cdm_mpc *m, cdm_shr *bits, const cdm_shr *x, const double *t, int K,
-		       const struct nl_ride *ride, struct cdm_err *err);
+		       int pre, const struct nl_ride *ride, struct cdm_err *err);
 /* Select among K+1 segment values P[0..K] (same scale) with the monotone
  * bits b[k] = [x < t_k]: out = P[K] + sum_k b[k]*(P[k-1]-P[k]), K
  * products in one round, exact (garbage in unselected P cancels). out:
@@ -117,15 +119,13 @@ int nl_cdm_rsqrt(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, int kmin, int kmax,
 		 struct cdm_err *err);
 
 /* out[r*cols + c] = y[r*cols + c] * g(x[r]), g = 1/x (rsqrt = 0) or
- * 1/sqrt(x), cols = y->n / x->n, in 17 rounds (inv.c): x at frac_in >= F
- * bits (compared after an exact shift to F bits when frac_in > F, +2
- * rounds), y at frac_y bits, out at frac_out bits; |y g(x)| < 2^ybits.
- * g clamps to g(2^kmin) below 2^kmin (also x <= 0) and to g(2^kmax) at
- * and above 2^kmax. Relative error <= 2.8e-5 (1/x), 6.3e-5 (rsqrt) plus
- * the quantisation of y and out; q (kmax - kmin) + 1 <= INV_MAX_T
- * comparisons per row (q = 3 for 1/x, 2 for rsqrt). out: zeroed or y->n
- * elements. */
-#define INV_MAX_T 96
+ * 1/sqrt(x), cols = y->n / x->n, in 9 rounds (inv.c): x at frac_in >= F
+ * bits (compared after an exact shift to F bits, +2 rounds, when
+ * kmax + frac_in > 35), y at frac_y bits, out at frac_out bits;
+ * |y g(x)| < 2^ybits. g clamps to g(2^kmin) below 2^kmin (also x <= 0)
+ * and to g(2^kmax) at and above 2^kmax. Relative error <= 2.4e-4 (1/x),
+ * 9e-5 (rsqrt) plus the quantisation of y and out; 16 (kmax - kmin) + 1
+ * comparisons per row. out: zeroed or y->n elements. */
 int nl_inv_mul(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, int frac_in, int kmin, int kmax,
 	       int rsqrt, const cdm_shr *y, int frac_y, int ybits, int frac_out,
 	       struct cdm_err *err);

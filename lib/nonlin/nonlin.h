@@ -43,22 +43,26 @@
  *   exp      (-inf, 0]: relative <= 1e-3 where exp(x) >= 1e-3 (measured with the
  *            1-LSB output quantisation included), 0 below -16, never negative;
  *            x > 0 is clamped to 0 (exp = 1): an exp for max-subtracted inputs.
- *            The input is clamped to [-16, 0] first (one comparison call, one
- *            product), then (p4(x/32))^32 at 28 fraction bits, p4 in one dot
- *            product after y^2 (cdm.c).
+ *            p6(x/8 + 1)^8 at 28 fraction bits on the unclamped x (z^2
+ *            riding along the comparisons with -16 and 0, z^3 and z^4 in
+ *            one product, p6 in one dot), then one exact product with the
+ *            0/1 indicator of [-16, 0) kills what overflowed outside: 21
+ *            rounds (cdm.c).
  *   reciprocal [2^-14, 2^20) (covers [1e-4, 1e6]): relative <= 1e-3 where
  *            1/x >= 2^-F * 1000, else abs <= 2 LSB; x < 2^-14 (also <= 0) gives
  *            2^14, x >= 2^20 gives 2^-20. Normalise by 35 comparisons of x/32
  *            against powers of two (one call), quadratic guess, 2 Newton steps.
  *   rsqrt    same domain and measure; x < 2^-14 gives 2^7, x >= 2^20 gives 2^-10.
  *   softmax  rows (max-subtracted by a comparison tree): exp at 28 bits, then
- *            e * (1/sum) per row in one go (inv.c: half-octave buckets of the
- *            sum, degree-4 polynomial, no Newton step; 19 rounds); L1 error
+ *            e * (1/sum) per row in one go (inv.c: 16 buckets per octave of
+ *            the sum, each its minimax line, the slope products riding the
+ *            comparisons; 9 rounds, 11 when 2^(klog+1) at 28 bits needs a
+ *            shift into the comparison range, cols > 64); L1 error
  *            per row <= 1e-3 for cols <= 2048 (output quantisation at F adds
  *            ~cols * 2^-F/3 in L1: 4096 -> ~2e-3).
  *   norm     (x - mean) * rsqrt(var + eps) per row; squares truncated before
- *            summing; var + eps bucketed by half octaves over [2^-18, 2^14)
- *            and (x - mean) * rsqrt evaluated as in softmax (inv.c), 24
+ *            summing; var + eps bucketed by 1/16 octaves over [2^-18, 2^14)
+ *            and (x - mean) * rsqrt evaluated as in softmax (inv.c), 16
  *            rounds; the elementwise rsqrt/reciprocal keep the Newton route
  *            below (their x/32 comparisons are too coarse for it).
  *

@@ -691,6 +691,23 @@ static void test_unet(void)
 					CHECK(j.cost[k].rounds <= 30,
 					      "unet: %llu rounds of linear layers, expected <= 30",
 					      (unsigned long long)j.cost[k].rounds);
+			/* mnist-tiny's 31 GroupNorms (cdm-bench: 16 rounds each --
+			 * mean 2, squares 3, variance 2, inv.c 9) and 6 softmaxes of
+			 * 196 columns (65: row max 33, exp 21, inv.c 11). Party 0's
+			 * counters see 14 and 59 of them: 434 and 354 rounds; the
+			 * earlier 17-round inv.c cost 8 more per call. */
+			for (size_t k = 0; it == 0 && k < j.ncost; k++) {
+				if (!strstr(dir, "mnist-tiny"))
+					break;
+				if (!strcmp(j.cost[k].label, "groupnorm"))
+					CHECK(j.cost[k].rounds <= 434,
+					      "unet: %llu rounds of GroupNorm, expected <= 434",
+					      (unsigned long long)j.cost[k].rounds);
+				if (!strcmp(j.cost[k].label, "softmax"))
+					CHECK(j.cost[k].rounds <= 354,
+					      "unet: %llu rounds of softmax, expected <= 354",
+					      (unsigned long long)j.cost[k].rounds);
+			}
 		}
 		cdm_nn_free(plain, px);
 		cdm_nn_free(plain, pl);
