@@ -188,16 +188,19 @@ static void refuse(const char *what, const char *set, const char *want)
 		use_certs(i, "good", i);
 	use_certs(2, set, 2);
 	fork3(connect_child, next_ports());
-	int seen = 0;
+	int seen = 0, handshake = 0;
 	for (int i = 0; i < 3; i++) {
 		CHECK(res[i].rc == CDM_ENET || res[i].rc == CDM_EPROTO, "%s: party %d rc %d (%s)", what,
 		      i, res[i].rc, res[i].msg);
 		seen += strstr(res[i].msg, want) != NULL;
+		handshake += i < 2 && strstr(res[i].msg, "TLS handshake") != NULL;
 	}
 	CHECK(seen > 0, "%s: no party says '%s' (0: %s | 1: %s | 2: %s)", what, want, res[0].msg,
 	      res[1].msg, res[2].msg);
-	CHECK(strstr(res[0].msg, "TLS handshake") != NULL,
-	      "%s: party 0 reports a handshake failure: %s", what, res[0].msg);
+	/* Which honest party meets party 2's certificate first depends on
+	 * scheduling; the other may see that one leave instead. */
+	CHECK(handshake > 0, "%s: neither party 0 nor 1 reports a handshake failure (0: %s | 1: %s)",
+	      what, res[0].msg, res[1].msg);
 }
 
 /* A party 2 impostor holding party 1's valid certificate dials party 1. */
