@@ -263,32 +263,59 @@ static void add_costs(struct cdm_sample_result *res, const cdm_mpc *m, const cha
 	}
 }
 
-static int joint_tensor(struct run *r, uint64_t index, cdm_tensor **out, struct cdm_err *err)
+int cdm_sample_joint_tensor(cdm_nn *nn, cdm_noise *noise, const int64_t shape[4],
+			    uint64_t index, cdm_tensor **out, struct cdm_err *err)
 {
 	cdm_shr s = {0};
-	size_t n = (size_t)(r->shape[0] * r->shape[1] * r->shape[2] * r->shape[3]);
-	int rc = cdm_noise_seek(r->noise, index, err);
+	size_t n = (size_t)(shape[0] * shape[1] * shape[2] * shape[3]);
+	int rc = cdm_noise_seek(noise, index, err);
 	if (rc == 0)
-		rc = cdm_noise_draw(r->noise, &s, n, err);
+		rc = cdm_noise_draw(noise, &s, n, err);
 	if (rc == 0)
-		rc = cdm_nn_secure_wrap(r->nn, 4, r->shape, &s, 0, out, err);
+		rc = cdm_nn_secure_wrap(nn, 4, shape, &s, 0, out, err);
 	cdm_shr_free(&s);
 	return rc;
 }
 
-/* This party's seed of a fresh run. */
-static int fresh_seed(struct run *r, struct cdm_err *err)
+int cdm_sample_advance(cdm_nn *nn, cdm_mpc *m, cdm_noise *noise, const cdm_sampler *sampler,
+		       int64_t k, const int64_t shape[4], const cdm_tensor *eps, cdm_tensor **x,
+		       cdm_tensor **x0_prev, struct cdm_err *err)
 {
-	const struct cdm_sample_opts *o = r->o;
+	struct cdm_step_coefs c;
+	cdm_tensor *z = NULL, *next = NULL, *x0 = NULL;
+	CDM_TRY(cdm_sampler_coefs(sampler, k, &c, err));
+	int rc = 0;
+	if (c.needs_noise) { /* DDPM, DDIM eta > 0: joint noise, sub-stream k + 1 */
+		cdm_mpc_set_label(m, "noise");
+		rc = cdm_sample_joint_tensor(nn, noise, shape, (uint64_t)k + 1, &z, err);
+	}
+	if (rc == 0) {
+		cdm_nn_secure_set_phase(nn, "sampler");
+		rc = cdm_sampler_step(sampler, nn, k, *x, eps, z, *x0_prev, &next, &x0, err);
+		cdm_nn_secure_set_phase(nn, NULL);
+	}
+	if (rc == 0) {
+		cdm_nn_free(nn, *x);
+		cdm_nn_free(nn, *x0_prev);
+		*x = next;
+		*x0_prev = x0;
+	}
+	cdm_nn_free(nn, z);
+	return rc;
+}
+
+int cdm_sample_party_seed(const struct cdm_sample_opts *o, int id,
+			  uint8_t seed[CDM_SEED_BYTES], struct cdm_err *err)
+{
 	if (o->party_seed) {
-		memcpy(r->seed, o->party_seed, CDM_SEED_BYTES);
+		memcpy(seed, o->party_seed, CDM_SEED_BYTES);
 		return 0;
 	}
 	if (o->noise_seed) {
-		cdm_prg_derive(o->noise_seed, "party-seed", (uint64_t)cdm_mpc_id(r->m), r->seed);
+		cdm_prg_derive(o->noise_seed, "party-seed", (uint64_t)id, seed);
 		return 0;
 	}
-	return cdm_seed_random(r->seed, err);
+	return cdm_seed_random(seed, err);
 }
 
 /* ---- resume ------------------------------------------------------------------------ */
@@ -463,14 +490,14 @@ static int setup(struct run *r, cdm_share *model, cdm_share *input, struct cdm_e
 	if (step > 0)
 		CDM_TRY(load_state(r, step, err));
 	else
-		CDM_TRY(fresh_seed(r, err));
+		CDM_TRY(cdm_sample_party_seed(r->o, cdm_mpc_id(r->m), r->seed, err));
 	CDM_TRY(cdm_noise_new(&r->noise, r->m, r->seed, err));
 	if (step > 0)
 		return 0;
 	if (cdm_share_find(input, "noise"))
 		return input_tensor(r->nn, input, "noise", 4, r->shape, 0, &r->x, err);
 	cdm_mpc_set_label(r->m, "noise");
-	return joint_tensor(r, 0, &r->x, err);
+	return cdm_sample_joint_tensor(r->nn, r->noise, r->shape, 0, &r->x, err);
 }
 
 /* ---- the loop ------------------------------------------------------------------------ */
@@ -505,30 +532,16 @@ static void end_session(struct run *r)
 static int one_step(struct run *r, int64_t k, struct cdm_err *err)
 {
 	struct cdm_step_coefs c;
-	cdm_tensor *eps = NULL, *z = NULL, *next = NULL, *x0 = NULL;
+	cdm_tensor *eps = NULL;
 	double t[CDM_SAMPLE_MAX_BATCH];
 	CDM_TRY(cdm_sampler_coefs(r->sampler, k, &c, err));
 	for (int64_t b = 0; b < r->shape[0]; b++)
 		t[b] = (double)c.t;
 	int rc = cdm_unet_forward(r->unet, r->x, t, r->labels, &eps, err);
-	if (rc == 0 && c.needs_noise) {
-		cdm_mpc_set_label(r->sm, "noise");
-		rc = joint_tensor(r, (uint64_t)k + 1, &z, err);
-	}
-	if (rc == 0) {
-		cdm_nn_secure_set_phase(r->nn, "sampler");
-		rc = cdm_sampler_step(r->sampler, r->nn, k, r->x, eps, z, r->x0_prev, &next, &x0,
-				      err);
-		cdm_nn_secure_set_phase(r->nn, NULL);
-	}
-	if (rc == 0) {
-		cdm_nn_free(r->nn, r->x);
-		cdm_nn_free(r->nn, r->x0_prev);
-		r->x = next;
-		r->x0_prev = x0;
-	}
+	if (rc == 0)
+		rc = cdm_sample_advance(r->nn, r->sm, r->noise, r->sampler, k, r->shape, eps, &r->x,
+					&r->x0_prev, err);
 	cdm_nn_free(r->nn, eps);
-	cdm_nn_free(r->nn, z);
 	return rc;
 }
 

@@ -62,6 +62,21 @@ int cdm_sample_input_tensor(cdm_nn *nn, cdm_share *in, const char *name, int ndi
 			    struct cdm_err *err);
 /* Add a session's per-label costs to res (`skip`: a label to leave out). */
 void cdm_sample_add_costs(struct cdm_sample_result *res, const cdm_mpc *m, const char *skip);
+/* This party's seed of a fresh run: o->party_seed, else derived from the
+ * test o->noise_seed and the party id, else from the OS. */
+int cdm_sample_party_seed(const struct cdm_sample_opts *o, int id,
+			  uint8_t seed[CDM_SEED_BYTES], struct cdm_err *err);
+/* Joint noise sub-stream `index` (0: x_T, k + 1: step k's noise) as a new
+ * secret tensor of nn of the given shape. */
+int cdm_sample_joint_tensor(cdm_nn *nn, cdm_noise *noise, const int64_t shape[4],
+			    uint64_t index, cdm_tensor **out, struct cdm_err *err);
+/* Step k of the sampler on the secret state (*x, *x0_prev) from the model
+ * output eps (the caller's): draws the step's joint noise when the sampler
+ * needs it (label "noise" on m), runs the step under the "sampler" label,
+ * and replaces *x and *x0_prev. Shared by the UNet and the SD drivers. */
+int cdm_sample_advance(cdm_nn *nn, cdm_mpc *m, cdm_noise *noise, const cdm_sampler *sampler,
+		       int64_t k, const int64_t shape[4], const cdm_tensor *eps, cdm_tensor **x,
+		       cdm_tensor **x0_prev, struct cdm_err *err);
 /* "B,C,H,W" metadata of an input share. */
 int cdm_sample_parse_shape(const cdm_share *in, int64_t shape[4], struct cdm_err *err);
 

@@ -298,26 +298,12 @@ static int sd_setup(struct sd_run *r, cdm_share *model, struct cdm_err *err)
  * latents, or joint noise (sub-stream 0). */
 static int sd_noise(struct sd_run *r, cdm_share *input, struct cdm_err *err)
 {
-	const struct cdm_sample_opts *o = r->o;
-	if (o->party_seed)
-		memcpy(r->seed, o->party_seed, CDM_SEED_BYTES);
-	else if (o->noise_seed)
-		cdm_prg_derive(o->noise_seed, "party-seed", (uint64_t)cdm_mpc_id(r->m), r->seed);
-	else
-		CDM_TRY(cdm_seed_random(r->seed, err));
+	CDM_TRY(cdm_sample_party_seed(r->o, cdm_mpc_id(r->m), r->seed, err));
 	CDM_TRY(cdm_noise_new(&r->noise, r->m, r->seed, err));
 	if (cdm_share_find(input, "noise"))
 		return cdm_sample_input_tensor(r->nn, input, "noise", 4, r->shape, 0, &r->x, err);
-	cdm_shr s = {0};
-	size_t n = (size_t)(r->shape[0] * r->shape[1] * r->shape[2] * r->shape[3]);
 	cdm_mpc_set_label(r->m, "noise");
-	int rc = cdm_noise_seek(r->noise, 0, err);
-	if (rc == 0)
-		rc = cdm_noise_draw(r->noise, &s, n, err);
-	if (rc == 0)
-		rc = cdm_nn_secure_wrap(r->nn, 4, r->shape, &s, 0, &r->x, err);
-	cdm_shr_free(&s);
-	return rc;
+	return cdm_sample_joint_tensor(r->nn, r->noise, r->shape, 0, &r->x, err);
 }
 
 /* ctx [2B,L,D] from the secret ids of [negative prompt; prompt]. */
@@ -340,35 +326,16 @@ static int sd_encode(struct sd_run *r, cdm_share *input, struct cdm_err *err)
 static int sd_step(struct sd_run *r, int64_t k, struct cdm_err *err)
 {
 	struct cdm_step_coefs c;
-	cdm_tensor *eps = NULL, *z = NULL, *next = NULL, *x0 = NULL;
+	cdm_tensor *eps = NULL;
 	double t[CDM_SAMPLE_MAX_BATCH];
 	CDM_TRY(cdm_sampler_coefs(r->sampler, k, &c, err));
 	for (int64_t b = 0; b < r->shape[0]; b++)
 		t[b] = (double)c.t;
 	int rc = cdm_sd_guided_eps(r->nn, r->unet, r->x, t, r->ctx, r->o->guidance, &eps, err);
-	if (rc == 0 && c.needs_noise) { /* DDPM, DDIM eta > 0: joint noise, sub-stream k+1 */
-		cdm_shr s = {0};
-		size_t n = (size_t)(r->shape[0] * r->shape[1] * r->shape[2] * r->shape[3]);
-		cdm_mpc_set_label(r->m, "noise");
-		if ((rc = cdm_noise_seek(r->noise, (uint64_t)k + 1, err)) == 0 &&
-		    (rc = cdm_noise_draw(r->noise, &s, n, err)) == 0)
-			rc = cdm_nn_secure_wrap(r->nn, 4, r->shape, &s, 0, &z, err);
-		cdm_shr_free(&s);
-	}
-	if (rc == 0) {
-		cdm_nn_secure_set_phase(r->nn, "sampler");
-		rc = cdm_sampler_step(r->sampler, r->nn, k, r->x, eps, z, r->x0_prev, &next, &x0,
-				      err);
-		cdm_nn_secure_set_phase(r->nn, NULL);
-	}
-	if (rc == 0) {
-		cdm_nn_free(r->nn, r->x);
-		cdm_nn_free(r->nn, r->x0_prev);
-		r->x = next;
-		r->x0_prev = x0;
-	}
+	if (rc == 0)
+		rc = cdm_sample_advance(r->nn, r->m, r->noise, r->sampler, k, r->shape, eps, &r->x,
+					&r->x0_prev, err);
 	cdm_nn_free(r->nn, eps);
-	cdm_nn_free(r->nn, z);
 	return rc;
 }
 
