@@ -24,11 +24,7 @@ if [ ! -f "$MODEL/model_index.json" ] || [ ! -d "$MODEL/unet" ]; then
 	exit 1
 fi
 mkdir -p "$OUT"
-ports=$(python3 -c 'import socket
-s=[socket.socket() for _ in range(3)]
-[x.bind(("127.0.0.1",0)) for x in s]
-print(",".join("127.0.0.1:%d"%x.getsockname()[1] for x in s))' 2>/dev/null ||
-	echo "127.0.0.1:$((20000 + $$ % 20000)),127.0.0.1:$((20001 + $$ % 20000)),127.0.0.1:$((20002 + $$ % 20000))")
+ports=$(sh scripts/free-ports.sh)
 start=$(date +%s)
 echo "demo-sd: model owner shares $MODEL (UNet, VAE decoder, text encoder)"
 "$BIN/cdm-share" -o "$OUT/model" "$MODEL"

@@ -12,13 +12,7 @@ SAMPLER=${SAMPLER:-ddim}
 STEPS=${STEPS:-50}
 OUT=${OUT:-out/demo}
 mkdir -p "$OUT"
-# Three free loopback ports (the kernel picks them; parties retry while the
-# others start, so the order of start-up does not matter).
-ports=$(python3 -c 'import socket
-s=[socket.socket() for _ in range(3)]
-[x.bind(("127.0.0.1",0)) for x in s]
-print(",".join("127.0.0.1:%d"%x.getsockname()[1] for x in s))' 2>/dev/null ||
-	echo "127.0.0.1:$((20000 + $$ % 20000)),127.0.0.1:$((20001 + $$ % 20000)),127.0.0.1:$((20002 + $$ % 20000))")
+ports=$(sh scripts/free-ports.sh)
 start=$(date +%s)
 echo "demo: model owner shares $MODEL"
 "$BIN/cdm-share" -o "$OUT/model" "$MODEL"
