@@ -23,8 +23,8 @@
 
 #define PROG "cdm-bench"
 #define SYNOPSIS                                                                           \
-	"cdm-bench ops [--n N] [--reps R] [--protocols cdm,spu,cipherdm] [--ops LIST]\n"      \
-	"                 [--threads N] [--json]\n"                                            \
+	"cdm-bench ops [--n N] [--cols C] [--reps R] [--protocols cdm,spu,cipherdm]\n"       \
+	"                 [--ops LIST] [--threads N] [--json]\n"                                            \
 	"       cdm-bench gemm [--threads N] [--json]\n"                                      \
 	"       cdm-bench model -m MODEL [--sampler ddim|ddpm|dpmpp] [--steps N] [--protocols LIST]\n" \
 	"                 [--batch B] [--net loopback|lan|wan] [--runs R] [--label N] [--seed S]\n" \
@@ -42,6 +42,8 @@ static void usage(FILE *f)
 		   "        time, bytes, rounds per layer type, peak memory, ratios against spu\n"
 		   "        and against the plaintext float32 sampling (see cdm-bench(1))\n"
 		   "  --n N            elements per operation (default 100000)\n"
+		   "  --cols C         row length of max, softmax and groupnorm (default 196,\n"
+		   "                   2..16384; softmax rows of 4096 are SD 1.5's attention)\n"
 		   "  --reps R         timed runs, median reported (default 5, at least 5)\n"
 		   "  --protocols L    comma list of suites (ops: cdm,spu,cipherdm; model: cdm,spu)\n"
 		   "  --ops L          comma list of operations (default all: mul, trunc, mul_trunc,\n"
@@ -102,17 +104,22 @@ static void print_json_num(double v)
 static int cmd_ops(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{"help", no_argument, NULL, 'h'}, {"json", no_argument, NULL, 'j'},
-		{"n", required_argument, NULL, 'n'}, {"ops", required_argument, NULL, 'o'},
+		{"cols", required_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'},
+		{"json", no_argument, NULL, 'j'}, {"n", required_argument, NULL, 'n'},
+		{"ops", required_argument, NULL, 'o'},
 		{"protocols", required_argument, NULL, 'p'}, {"quiet", no_argument, NULL, 'q'},
 		{"reps", required_argument, NULL, 'r'}, {"threads", required_argument, NULL, 't'},
 		{0, 0, 0, 0}};
-	long long n = 100000, reps = 5;
+	long long n = 100000, reps = 5, cols = 196;
 	int json = 0, quiet = 0, c;
 	char pbuf[256] = "cdm,spu,cipherdm", obuf[512] = "";
 	struct cdm_err err = {0};
-	while ((c = getopt_long(argc, argv, "hjn:o:p:qr:t:", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:hjn:o:p:qr:t:", lo, NULL)) != -1) {
 		switch (c) {
+		case 'c':
+			if (cdm_cli_int("--cols", optarg, 2, 16384, &cols, &err) < 0)
+				return cdm_cli_fail(PROG, &err);
+			break;
 		case 'h': usage(stdout); return 0;
 		case 'j': json = 1; break;
 		case 'n':
@@ -172,8 +179,8 @@ static int cmd_ops(int argc, char **argv)
 			struct cdm_bench_op_result r;
 			if (!quiet)
 				fprintf(stderr, "%s: %s (%s)...\n", PROG, ops[i], suites[k]);
-			int rc = cdm_bench_op(ops[i], cdm_suite_parse(suites[k]), (size_t)n, (int)reps, &r,
-					      &err);
+			int rc = cdm_bench_op(ops[i], cdm_suite_parse(suites[k]), (size_t)n, (size_t)cols,
+					      (int)reps, &r, &err);
 			if (rc < 0) {
 				if (json)
 					printf("]\n");
@@ -189,11 +196,18 @@ static int cmd_ops(int argc, char **argv)
 				print_json_num(r.max_abs_err);
 				printf(", \"max_rel_err\": ");
 				print_json_num(r.max_rel_err);
-				printf(", \"domain\": [%g, %g]}", r.domain[0], r.domain[1]);
-			} else
-				printf("%-11s %-9s %9zu %12.1f %7llu %10.4f %11.2e %11.2e  [%g, %g]\n", r.op,
+				printf(", \"domain\": [%g, %g]", r.domain[0], r.domain[1]);
+				if (r.cols)
+					printf(", \"cols\": %zu", r.cols);
+				printf("}");
+			} else {
+				printf("%-11s %-9s %9zu %12.1f %7llu %10.4f %11.2e %11.2e  [%g, %g]", r.op,
 				       r.suite, r.n, r.bytes_per_elem, (unsigned long long)r.rounds,
 				       r.seconds, r.max_abs_err, r.max_rel_err, r.domain[0], r.domain[1]);
+				if (r.cols)
+					printf(" rows of %zu", r.cols);
+				printf("\n");
+			}
 			fflush(stdout);
 			first = 0;
 		}

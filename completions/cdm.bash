@@ -17,7 +17,7 @@ _cdm_opts() {
 	cdm-unet-step) echo "-m --model -t --timestep --label --context --guidance --sampler --steps --eta
 		--noise --eps --timesteps --vae-decode --text-encode --tokenize -o --output
 		-q --quiet -h --help" ;;
-	cdm-bench:ops) echo "--n --reps --protocols --ops --threads --json -h --help" ;;
+	cdm-bench:ops) echo "--n --cols --reps --protocols --ops --threads --json -h --help" ;;
 	cdm-bench:gemm) echo "--threads --json -h --help" ;;
 	cdm-bench:model) echo "-m --model --sampler --steps --protocols --batch --net --runs
 		--label --seed --keep --no-plain --timeout --threads --json -q --quiet -h --help" ;;

@@ -110,7 +110,11 @@ pw("silu", silu, [-9.9, 9.9], ((0, 0), (0, 1)), [(-9.9, 9.9)], 13, c0=0.0, lin1=
 pw("gelu", gelu, [-3.8, 3.8], ((0, 0), (0, 1)), [(-3.8, 3.8)], 7, lin1=0.5)
 pw("softplus", softplus, [-7.7, 7.7], ((0, 0), (0, 1)), [(-7.7, 7.7)], 8, lin1=0.5)
 pw("sigmoid", sig, [-7.7, 7.7], ((0, 0), (1, 0)), [(-7.7, 7.7)], 8, odd=True, c0=0.5)
-pw("tanh", np.tanh, [-4.2, 4.2], ((-1, 0), (1, 0)), [(-4.2, 4.2)], 10, odd=True)
+# tanh: degree 8 (the tree of sigmoid, 14 rounds; degree 10 needs 16) with
+# tails at +-(1 + tanh(b))/2 instead of +-1, which halves their error.
+TANH_B = 3.76
+TANH_C = (1 + math.tanh(TANH_B)) / 2
+pw("tanh", np.tanh, [-TANH_B, TANH_B], ((-TANH_C, 0), (TANH_C, 0)), [(-TANH_B, TANH_B)], 8, odd=True)
 pw("mish", mish, [-9.9, 0.5, 5.2], ((0, 0), (0, 1)), [(-9.9, 0.5), (0.5, 5.2)], [10, 6])
 
 # exp(y) on [-16/2^K, 0], then K squarings: monomial fit of relative error

@@ -20,13 +20,13 @@ const char *const cdm_bench_op_names[] = {
 	NULL};
 
 enum { OP_MUL, OP_TRUNC, OP_MULT, OP_LT, OP_SEL, OP_RELU, OP_MAX, OP_NL, OP_SOFTMAX, OP_NORM };
-#define COLS 196
+#define SOFTMAX_FRAC(F) ((F) + CDM_NL_SOFTMAX_EXTRA_BITS) /* as the attention layers */
 
 struct bjob {
 	int kind;
 	enum cdm_nl_op nl;
 	enum cdm_suite suite;
-	size_t n;
+	size_t n, cols; /* cols: row length of max, softmax, groupnorm */
 	int reps;
 	const uint64_t *x, *y; /* encoded inputs (party 0 shares them) */
 	uint64_t *out;         /* revealed result of the last run */
@@ -55,10 +55,12 @@ static int run_once(cdm_mpc *m, struct bjob *j, cdm_shr *r, const cdm_shr *x, co
 		return rc;
 	}
 	case OP_RELU: return cdm_mpc_relu(m, r, x, e);
-	case OP_MAX: return cdm_mpc_max_rows(m, r, x, j->n / COLS, COLS, e);
+	case OP_MAX: return cdm_mpc_max_rows(m, r, x, j->n / j->cols, j->cols, e);
 	case OP_NL: return cdm_nl_apply(m, j->suite, j->nl, r, x, e);
-	case OP_SOFTMAX: return cdm_nl_softmax_rows(m, j->suite, r, x, j->n / COLS, COLS, e);
-	default: return cdm_nl_norm_rows(m, j->suite, r, x, j->n / COLS, COLS, 1e-5, e);
+	case OP_SOFTMAX:
+		return cdm_nl_softmax_rows_frac(m, j->suite, r, x, j->n / j->cols, j->cols,
+						SOFTMAX_FRAC(cdm_mpc_frac(m)), e);
+	default: return cdm_nl_norm_rows(m, j->suite, r, x, j->n / j->cols, j->cols, 1e-5, e);
 	}
 }
 
@@ -173,8 +175,8 @@ static int cmp_d(const void *a, const void *b)
 }
 
 /* Fill inputs xd/yd (doubles) and the domain for the op. */
-static void make_inputs(int kind, enum cdm_nl_op nl, enum cdm_suite s, size_t n, double *xd,
-			double *yd, double *dom)
+static void make_inputs(int kind, enum cdm_nl_op nl, enum cdm_suite s, size_t n, size_t cols,
+			double *xd, double *yd, double *dom)
 {
 	uint64_t st = 0x5eed + (uint64_t)kind * 131 + (uint64_t)nl * 7;
 	dom[0] = -1e4, dom[1] = 1e4;
@@ -193,7 +195,7 @@ static void make_inputs(int kind, enum cdm_nl_op nl, enum cdm_suite s, size_t n,
 			xd[i] = sqrt(-2 * log(u1)) * cos(2 * M_PI * u2); /* N(0, 1) */
 			xd[i] = xd[i] < -8 ? -8 : (xd[i] > 8 ? 8 : xd[i]);
 		} else if (kind == OP_NORM) {
-			xd[i] = (double)(i / COLS % 4) + uni(&st, -2, 2) * (1 + (double)(i / COLS % 3));
+			xd[i] = (double)(i / cols % 4) + uni(&st, -2, 2) * (1 + (double)(i / cols % 3));
 		} else
 			xd[i] = kind == OP_NL ? draw(&st, dom, logscale) : uni(&st, dom[0], dom[1]);
 		yd[i] = kind == OP_SEL ? (double)(sm(&st) & 1) : uni(&st, dom[0], dom[1]);
@@ -201,11 +203,12 @@ static void make_inputs(int kind, enum cdm_nl_op nl, enum cdm_suite s, size_t n,
 }
 
 /* errors of the revealed output against the double reference */
-static void errors(int kind, enum cdm_nl_op nl, enum cdm_suite s, size_t n, const double *xd,
-		   const double *yd, const uint64_t *out, int F, double *ea, double *er)
+static void errors(int kind, enum cdm_nl_op nl, enum cdm_suite s, size_t n, size_t cols,
+		   const double *xd, const double *yd, const uint64_t *out, int F, double *ea,
+		   double *er)
 {
 	*ea = *er = 0;
-	size_t rows = n / COLS;
+	size_t rows = n / cols;
 	for (size_t i = 0; i < n; i++) {
 		double x = cdm_fxp_to_double(cdm_fxp_from_double(xd[i], F), F);
 		double y = cdm_fxp_to_double(cdm_fxp_from_double(yd[i], F), F), want, got;
@@ -221,8 +224,8 @@ static void errors(int kind, enum cdm_nl_op nl, enum cdm_suite s, size_t n, cons
 			if (i >= rows)
 				continue;
 			want = -1e300;
-			for (size_t k = 0; k < COLS; k++) {
-				double v = cdm_fxp_to_double(cdm_fxp_from_double(xd[i * COLS + k], F), F);
+			for (size_t k = 0; k < cols; k++) {
+				double v = cdm_fxp_to_double(cdm_fxp_from_double(xd[i * cols + k], F), F);
 				want = v > want ? v : want;
 			}
 			break;
@@ -235,18 +238,19 @@ static void errors(int kind, enum cdm_nl_op nl, enum cdm_suite s, size_t n, cons
 			*er = a / fabs(want);
 	}
 	for (size_t r = 0; (kind == OP_SOFTMAX || kind == OP_NORM) && r < rows; r++) {
-		const double *xr = xd + r * COLS;
+		const double *xr = xd + r * cols;
 		double mx = -1e300, sum = 0, mean = 0, var = 0, l1 = 0;
-		for (size_t k = 0; k < COLS; k++)
+		for (size_t k = 0; k < cols; k++)
 			mx = xr[k] > mx ? xr[k] : mx, mean += xr[k];
-		mean /= COLS;
-		for (size_t k = 0; k < COLS; k++)
+		mean /= (double)cols;
+		for (size_t k = 0; k < cols; k++)
 			sum += exp(xr[k] - mx), var += (xr[k] - mean) * (xr[k] - mean);
-		var /= COLS;
-		for (size_t k = 0; k < COLS; k++) {
+		var /= (double)cols;
+		int fo = kind == OP_SOFTMAX ? SOFTMAX_FRAC(F) : F;
+		for (size_t k = 0; k < cols; k++) {
 			double want = kind == OP_SOFTMAX ? exp(xr[k] - mx) / sum
 							 : (xr[k] - mean) / sqrt(var + 1e-5);
-			double a = fabs(cdm_fxp_to_double(out[r * COLS + k], F) - want);
+			double a = fabs(cdm_fxp_to_double(out[r * cols + k], fo) - want);
 			l1 += a;
 			if (kind == OP_NORM && a > *ea)
 				*ea = a;
@@ -258,7 +262,7 @@ static void errors(int kind, enum cdm_nl_op nl, enum cdm_suite s, size_t n, cons
 	}
 }
 
-int cdm_bench_op(const char *op, enum cdm_suite s, size_t n, int reps,
+int cdm_bench_op(const char *op, enum cdm_suite s, size_t n, size_t cols, int reps,
 		 struct cdm_bench_op_result *out, struct cdm_err *err)
 {
 	enum cdm_nl_op nl = CDM_NL_EXP;
@@ -270,10 +274,13 @@ int cdm_bench_op(const char *op, enum cdm_suite s, size_t n, int reps,
 	if (n < 1 || n > 10000000 || reps < 5 || reps > 1000)
 		return cdm_fail(err, CDM_EINPUT, "bench %s: n %zu (1..1e7) or reps %d (5..1000) out of range",
 				op, n, reps);
-	if (kind == OP_MAX || kind == OP_SOFTMAX || kind == OP_NORM) {
-		n = n / COLS * COLS;
+	if (cols < 2 || cols > 16384)
+		return cdm_fail(err, CDM_EINPUT, "bench %s: rows of %zu elements (2..16384)", op, cols);
+	int rowwise = kind == OP_MAX || kind == OP_SOFTMAX || kind == OP_NORM;
+	if (rowwise) {
+		n = n / cols * cols;
 		if (n == 0)
-			n = COLS;
+			n = cols;
 	}
 	memset(out, 0, sizeof *out);
 	double *xd = cdm_alloc(n, 8, err), *yd = cdm_alloc(n, 8, err);
@@ -284,7 +291,7 @@ int cdm_bench_op(const char *op, enum cdm_suite s, size_t n, int reps,
 	if (!xd || !yd || !xe || !ye)
 		rc = CDM_ENOMEM;
 	if (rc == 0) {
-		make_inputs(kind, nl, s, n, xd, yd, out->domain);
+		make_inputs(kind, nl, s, n, cols, xd, yd, out->domain);
 		for (size_t i = 0; i < n; i++) {
 			xe[i] = cdm_fxp_from_double(xd[i], kind == OP_TRUNC ? 2 * F : F);
 			ye[i] = kind == OP_SEL ? (uint64_t)yd[i] : cdm_fxp_from_double(yd[i], F);
@@ -292,7 +299,7 @@ int cdm_bench_op(const char *op, enum cdm_suite s, size_t n, int reps,
 		rc = cdm_net_local(net, err);
 	}
 	for (int p = 0; rc == 0 && p < CDM_PARTIES; p++) {
-		j[p] = (struct bjob){.kind = kind, .nl = nl, .suite = s, .n = n, .reps = reps,
+		j[p] = (struct bjob){.kind = kind, .nl = nl, .suite = s, .n = n, .cols = cols, .reps = reps,
 				     .x = xe, .y = (kind == OP_MUL || kind == OP_MULT || kind == OP_LT ||
 						    kind == OP_SEL) ? ye : NULL,
 				     .net = net[p]};
@@ -324,10 +331,14 @@ int cdm_bench_op(const char *op, enum cdm_suite s, size_t n, int reps,
 		out->n = n;
 		out->suite_specific = kind >= OP_NL;
 		out->bytes_per_elem = (double)(j[0].bytes + j[1].bytes + j[2].bytes) / (double)n;
-		out->rounds = j[0].rounds;
+		/* the protocol's depth: P0 idles in some rounds (a fused
+		 * truncation's first one), so take the busiest party */
+		for (int p = 0; p < CDM_PARTIES; p++)
+			out->rounds = j[p].rounds > out->rounds ? j[p].rounds : out->rounds;
 		qsort(j[0].secs, (size_t)reps, sizeof(double), cmp_d);
 		out->seconds = j[0].secs[reps / 2];
-		errors(kind, nl, s, n, xd, yd, j[0].out, F, &out->max_abs_err, &out->max_rel_err);
+		out->cols = rowwise ? cols : 0;
+		errors(kind, nl, s, n, cols, xd, yd, j[0].out, F, &out->max_abs_err, &out->max_rel_err);
 	}
 	for (int p = 0; p < CDM_PARTIES; p++) {
 		cdm_free(j[p].out);

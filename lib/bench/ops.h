@@ -10,8 +10,10 @@
  * n; rounds = party 0's rounds for one run; seconds = median over `reps`
  * runs of party 0's wall time; errors against double references on
  * `domain` (inputs drawn there: dense near 0 and breakpoints, log-uniform
- * tails). softmax: n is rounded down to rows of 196 (cols); max_abs_err is
- * the worst row's L1 distance. groupnorm: groups of 196 elements.
+ * tails). max, softmax, groupnorm work on rows of `cols` elements (n is
+ * rounded down to whole rows); softmax's output is taken at F + 6 bits as
+ * the attention layers take it (nonlin.h) and its max_abs_err is the worst
+ * row's L1 distance.
  * Thread-safety: each call starts its own threads and session; calls may
  * not overlap (OpenSSL and sockets are fine, the timings would not be).
  */
@@ -28,6 +30,7 @@ struct cdm_bench_op_result {
 	char op[16];
 	char suite[12];
 	size_t n;              /* elements */
+	size_t cols;           /* row length (max, softmax, groupnorm), else 0 */
 	double bytes_per_elem; /* all three parties, one run */
 	uint64_t rounds;       /* party 0, one run */
 	double seconds;        /* median over reps */
@@ -40,9 +43,10 @@ struct cdm_bench_op_result {
 extern const char *const cdm_bench_op_names[];
 
 /* Benchmark `op` (a name from cdm_bench_op_names) under suite s with n
- * elements (1..10^7) and reps (5..1000) runs. CDM_EINPUT for an unknown op
- * or bad sizes; network errors pass through. */
-int cdm_bench_op(const char *op, enum cdm_suite s, size_t n, int reps,
+ * elements (1..10^7), rows of cols (2..16384; row ops only) and reps
+ * (5..1000) runs. CDM_EINPUT for an unknown op or bad sizes; network
+ * errors pass through. */
+int cdm_bench_op(const char *op, enum cdm_suite s, size_t n, size_t cols, int reps,
 		 struct cdm_bench_op_result *out, struct cdm_err *err);
 
 #endif

@@ -930,10 +930,11 @@ static int s_attention(void *vc, cdm_tensor *out, const cdm_tensor *q, const cdm
 	if ((rc = cdm_mpc_matmul(c->m, &s, &qh, &kt, BH, N, dh, M, c->F, err)) < 0)
 		goto done;
 	label(c, "softmax");
-	if ((rc = cdm_nl_softmax_rows(c->m, c->suite, &p, &s, BH * N, M, err)) < 0)
+	int fp = c->F + CDM_NL_SOFTMAX_EXTRA_BITS; /* |p v| sums stay < 2^62 for |v| < 2^16 */
+	if ((rc = cdm_nl_softmax_rows_frac(c->m, c->suite, &p, &s, BH * N, M, fp, err)) < 0)
 		goto done;
 	label(c, "attention_matmul");
-	if ((rc = cdm_mpc_matmul(c->m, &o, &p, &vh, BH, N, M, dh, c->F, err)) < 0)
+	if ((rc = cdm_mpc_matmul(c->m, &o, &p, &vh, BH, N, M, dh, fp, err)) < 0)
 		goto done;
 	heads(SO(out)->a, o.a, B, N, H, dh, 1, 0);
 	heads(SO(out)->b, o.b, B, N, H, dh, 1, 0);

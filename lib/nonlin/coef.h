@@ -80,24 +80,24 @@ static const struct nl_pw nl_pw_sigmoid = {
 };
 /*   sigmoid: worst error 4.53e-04 */
 
-/* tanh: breakpoints [-4.2, 4.2], Chebyshev degree 10, v = x*x */
-/*   tail left: max error 4.50e-04 */
-/*   tail right: max error 4.50e-04 */
-/*   middle fit: max error 2.58e-04 */
+/* tanh: breakpoints [-3.76, 3.76], Chebyshev degree 8, v = x*x */
+/*   tail left: max error 5.42e-04 */
+/*   tail right: max error 5.42e-04 */
+/*   middle fit: max error 5.41e-04 */
 static const struct nl_pw nl_pw_tanh = {
-	.nbrk = 2, .brk = {-4.2, 4.2},
-	.sq = 1, .odd = 1, .deg = 10, .nmap = 1, .shift = 19,
-	.mdeg = {10},
-	.a = {59443LL},
+	.nbrk = 2, .brk = {-3.76, 3.76},
+	.sq = 1, .odd = 1, .deg = 8, .nmap = 1, .shift = 19,
+	.mdeg = {8},
+	.a = {74169LL},
 	.b = {-1.0},
-	.lin0 = {-1.0, 0.0, 1.0},
+	.lin0 = {-0.9994581611826228, 0.0, 0.9994581611826228},
 	.lin1 = {0.0, 0.0, 0.0},
 	.segmap = {-1, 0, -1},
 	.cheb = {
-		{0.44468988666860038, -0.29813526905670945, 0.13445342413355216, -0.063560633720380566, 0.030373865193659276, -0.01453035936556144, 0.0069246663432685727, -0.0032677658317954634, 0.0015085335766694208, -0.00066219379876240685, 0.00025492659268635712},
+		{0.47730493763721521, -0.29872134346114954, 0.12495519762801498, -0.054509985374229727, 0.02393086325192316, -0.01044404742997245, 0.0044710241791255665, -0.0018229200683220308, 0.00064842365075109295},
 	},
 };
-/*   tanh: worst error 4.50e-04 */
+/*   tanh: worst error 5.42e-04 */
 
 /* mish: breakpoints [-9.9, 0.5, 5.2], Chebyshev degree 10, v = x */
 /*   tail left: max error 4.97e-04 */

@@ -108,9 +108,18 @@ static int check_rows(const cdm_shr *x, cdm_shr *out, size_t rows, size_t cols,
 int cdm_nl_softmax_rows(cdm_mpc *m, enum cdm_suite s, cdm_shr *out, const cdm_shr *x,
 			size_t rows, size_t cols, struct cdm_err *err)
 {
+	return cdm_nl_softmax_rows_frac(m, s, out, x, rows, cols, cdm_mpc_frac(m), err);
+}
+
+int cdm_nl_softmax_rows_frac(cdm_mpc *m, enum cdm_suite s, cdm_shr *out, const cdm_shr *x,
+			     size_t rows, size_t cols, int frac_out, struct cdm_err *err)
+{
 	CDM_TRY(check_suite(s, "softmax", err));
 	CDM_TRY(check_rows(x, out, rows, cols, "softmax", err));
 	int F = cdm_mpc_frac(m), Fi = F + 8, rc, klog = 0;
+	if (frac_out < F || frac_out > F + 8)
+		return cdm_fail(err, CDM_EINPUT, "nonlin softmax: %d output fraction bits (%d..%d)",
+				frac_out, F, F + 8);
 	size_t n = x->n;
 	while (((size_t)1 << klog) < cols)
 		klog++;
@@ -128,11 +137,12 @@ int cdm_nl_softmax_rows(cdm_mpc *m, enum cdm_suite s, cdm_shr *out, const cdm_sh
 	if (rc == 0) {
 		if (s == CDM_SUITE_CDM) {
 			/* exp and the row sums at Fi bits (sum >= exp(0) = 1), then
-			 * e * (1/sum) straight to F bits (inv.c); |e/sum| <= 1. */
+			 * e * (1/sum) straight to frac_out bits (inv.c); |e/sum| <= 1. */
 			rc = nl_cdm_exp(m, &e, &d, Fi, 0, err);
 			if (rc == 0) {
 				nl_sum_rows(&sum, &e, rows, cols);
-				rc = nl_inv_mul(m, out, &sum, Fi, 0, klog + 1, 0, &e, Fi, 1, F, err);
+				rc = nl_inv_mul(m, out, &sum, Fi, 0, klog + 1, 0, &e, Fi, 1, frac_out,
+						err);
 			}
 			goto done;
 		} else {
@@ -149,6 +159,8 @@ int cdm_nl_softmax_rows(cdm_mpc *m, enum cdm_suite s, cdm_shr *out, const cdm_sh
 		nl_bcast_rows(&rb, &r, rows, cols);
 		rc = nl_mul_shift(m, out, &e, &rb, F, err);
 	}
+	if (rc == 0 && frac_out > F) /* the baselines compute at F: exact rescale */
+		nl_shl(m, out, out, frac_out - F);
 done:
 	if (rc < 0 && err && rc != CDM_ENET && rc != CDM_EPROTO)
 		cdm_err_prefix(err, "nonlin softmax (%s): ", suite_names[s]);

@@ -38,7 +38,8 @@
  *   gelu     R, abs <= 4e-4: 0 / x beyond +-3.8, x/2 + even part degree 7 (erf form)
  *   softplus R, abs <= 6e-4: 0 / x beyond +-7.7, x/2 + log(2cosh(x/2)) degree 8
  *   sigmoid  R, abs <= 6e-4: 0 / 1 beyond +-7.7, 1/2 + x*R(x^2) degree 8
- *   tanh     R, abs <= 6e-4: -1 / 1 beyond +-4.2, x*R(x^2) degree 10
+ *   tanh     R, abs <= 6e-4: -+(1 + tanh(3.76))/2 beyond +-3.76 (half the
+ *            tail error of -+1), x*R(x^2) degree 8: sigmoid's tree, 18 rounds
  *   mish     R, abs <= 6e-4: 0 below -9.9, x above 5.2, x-segments split at 0.5, degrees 10, 6
  *   exp      (-inf, 0]: relative <= 1e-3 where exp(x) >= 1e-3 (measured with the
  *            1-LSB output quantisation included), 0 below -16, never negative;
@@ -58,8 +59,9 @@
  *            the sum, each its minimax line, the slope products riding the
  *            comparisons; 9 rounds, 11 when 2^(klog+1) at 28 bits needs a
  *            shift into the comparison range, cols > 64); L1 error
- *            per row <= 1e-3 for cols <= 2048 (output quantisation at F adds
- *            ~cols * 2^-F/3 in L1: 4096 -> ~2e-3).
+ *            per row <= 1e-3 for cols <= 2048 at F output bits (the
+ *            output's rounding adds ~cols * 2^-F / 4 in L1: 4096 -> 1.3e-3),
+ *            for any cols at F + 6 (cdm_nl_softmax_rows_frac; 4096 -> 5e-5).
  *   norm     (x - mean) * rsqrt(var + eps) per row; squares truncated before
  *            summing; var + eps bucketed by 1/16 octaves over [2^-18, 2^14)
  *            and (x - mean) * rsqrt evaluated as in softmax (inv.c), 16
@@ -121,6 +123,16 @@ int cdm_nl_softplus(cdm_mpc *m, enum cdm_suite s, cdm_shr *out, const cdm_shr *x
 /* Softmax over each row of a rows x cols matrix (x->n == rows*cols). */
 int cdm_nl_softmax_rows(cdm_mpc *m, enum cdm_suite s, cdm_shr *out, const cdm_shr *x,
 			size_t rows, size_t cols, struct cdm_err *err);
+/* The same with the probabilities at frac_out bits (F..F+8) -- same bytes
+ * and rounds. A long row needs them: at F bits the output's rounding alone
+ * costs ~cols * 2^-F / 4 of L1 (1e-3 for rows of 4096). The baseline
+ * suites compute at F and shift (no gain in accuracy). */
+int cdm_nl_softmax_rows_frac(cdm_mpc *m, enum cdm_suite s, cdm_shr *out, const cdm_shr *x,
+			     size_t rows, size_t cols, int frac_out, struct cdm_err *err);
+/* The extra fraction bits the attention layers keep on the probabilities
+ * (taken back by the truncation of the product with V, which costs the
+ * same): rows of 4096 then lose ~2e-5 of L1 to rounding instead of ~1e-3. */
+#define CDM_NL_SOFTMAX_EXTRA_BITS 6
 /* (x - mean) * rsqrt(var + eps) per row (biased variance, as GroupNorm /
  * LayerNorm); gamma and beta are the caller's. eps > 0. */
 int cdm_nl_norm_rows(cdm_mpc *m, enum cdm_suite s, cdm_shr *out, const cdm_shr *x,
