@@ -64,11 +64,7 @@ for i in 0 1 2; do
 	party_bg $i $port "$MS.$i" "$T/sec.$i" "$T/out.$i" "$T/err.$i" --sampler ddpm --steps 20 --timeout 60 \
 		--test-noise-seed $NOISE_SEED
 done
-for i in 0 1 2; do
-	wait_party $i
-	[ $rc = 0 ] || bad "party $i exited $rc: $(cat "$T/err.$i")"
-done
-PIDS=""
+trio_ok "secure DDPM-20" "$T/err"
 $B/cdm-reveal -o "$T/sec.st" "$T/out.0" "$T/out.1" || bad "cdm-reveal"
 n=$(hits "$T/sec.st" $SEC)
 [ "$n" = 4 ] || bad "secure DDPM-20 (joint noise): $n of 4 digits recognised ($(tr '\n' ' ' <"$T/pred"))"

@@ -18,11 +18,8 @@ input_shares "$T/x" 4 21 || exit 1
 for r in a b; do
 	port=$(free_ports 3)
 	for i in 0 1 2; do party_bg $i $port "$MS.$i" "$T/x.$i" "$T/$r.$i" "$T/$r.err.$i"; done
-	for i in 0 1 2; do
-		wait_party $i
-		[ $rc = 0 ] || { bad "run $r: party $i exited $rc: $(cat "$T/$r.err.$i")"; finish x; }
-	done
-	PIDS=""
+	trio_ok "run $r" "$T/$r.err"
+	[ $fail = 0 ] || finish x
 done
 
 R=$B/cdm-reveal

@@ -5,6 +5,8 @@
 #   $B (tool directory), $M (bundled MNIST model), $T (scratch dir, removed
 #   on exit together with every process registered in $PIDS), bad/finish,
 #   free_ports N (first of N consecutive free TCP ports), peers_list BASE,
+#   party_bg/wait_party (one cdm-party in the background), wait_trio and
+#   trio_ok (all three: statuses, or a FAIL line per failed party),
 #   model_shares (cached model shares: prints their prefix), input_shares,
 #   assert_exit, assert_one_line, keep_file/assert_kept (an existing output
 #   left byte-for-byte and mtime-untouched), assert_absent, and safetensors
@@ -79,6 +81,26 @@ party_bg() {
 wait_party() {
 	eval "wait \$pid$1"
 	rc=$?
+}
+# wait_trio: wait for parties 0, 1, 2 (pids in $pid0..$pid2); statuses in
+# $st0..$st2
+wait_trio() {
+	local i
+	for i in 0 1 2; do
+		wait_party $i
+		eval st$i=$rc
+	done
+}
+# trio_ok WHAT ERRPREFIX: wait_trio, then one FAIL line per party that did
+# not exit 0, with its stderr (ERRPREFIX.I); $PIDS is cleared
+trio_ok() {
+	local i st
+	wait_trio
+	for i in 0 1 2; do
+		eval st=\$st$i
+		[ "$st" = 0 ] || bad "$1: party $i exited $st: $(cat "$2.$i")"
+	done
+	PIDS=""
 }
 # elapsed_since START: whole seconds since START (from now_s)
 now_s() { date +%s; }
@@ -197,5 +219,15 @@ if [ -z "${CDM_CLI_LIB:-}" ]; then
 	echo "cdm-party: $T/m.0: $T/m.0: tensor 'a': bad" >"$T/e"
 	(assert_one_line "$T/e" self >/dev/null; exit $fail) && bad "assert_one_line passed a repeated prefix"
 	fail=$fail0
+	(exit 0) & pid0=$!
+	(exit 3) & pid1=$!
+	(exit 0) & pid2=$!
+	echo boom >"$T/t.1"
+	fail0=$fail
+	trio_ok self "$T/t" >"$T/o"
+	got=$fail fail=$fail0
+	[ $got = 1 ] && [ "$(cat "$T/o")" = "FAIL: self: party 1 exited 3: boom" ] ||
+		bad "trio_ok reported: $(cat "$T/o")"
+	[ "$st0 $st1 $st2" = "0 3 0" ] || bad "wait_trio statuses: $st0 $st1 $st2"
 	finish "cli lib"
 fi

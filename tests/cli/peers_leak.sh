@@ -25,11 +25,7 @@ for r in a b; do
 		eval pid$i=$!
 		PIDS="$PIDS $!"
 	done
-	for i in 0 1 2; do
-		wait_party $i
-		[ $rc = 0 ] || bad "run $r: party $i exited $rc: $(cat "$T/$r.err.$i")"
-	done
-	PIDS=""
+	trio_ok "run $r" "$T/$r.err"
 done
 
 timing_free() { grep -vE '"(seconds|peak_rss_bytes)"' "$1" | sed -E 's/[0-9]+\.[0-9]+ ?s\b/T s/g'; }

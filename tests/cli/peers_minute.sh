@@ -24,11 +24,7 @@ run() {
 		eval pid$i=$!
 		PIDS="$PIDS $!"
 	done
-	for i in 0 1 2; do
-		wait_party $i
-		[ $rc = 0 ] || bad "$1: party $i exited $rc: $(cat "$T/$1.err.$i")"
-	done
-	PIDS=""
+	trio_ok "$1" "$T/$1.err"
 }
 t0=$(now_s)
 run late $GAP

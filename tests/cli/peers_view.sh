@@ -57,11 +57,7 @@ run() {
 		eval pid$i=$!
 		PIDS="$PIDS $!"
 	done
-	for i in 0 1 2; do
-		wait_party $i
-		[ $rc = 0 ] || bad "run $name: party $i exited $rc: $(cat "$T/$name.err.$i")"
-	done
-	PIDS=""
+	trio_ok "run $name" "$T/$name.err"
 }
 run A "$MS" "$T/xa"
 run B "$T/mz" "$T/xb"

@@ -26,10 +26,7 @@ trio() {
 		eval pid$i=$!
 		PIDS="$PIDS $!"
 	done
-	for i in 0 1 2; do
-		eval "wait \$pid$i"
-		eval st$i=$?
-	done
+	wait_trio
 }
 total_bytes() {
 	cat "$T/$1".stats.* | grep -o '"bytes_sent": [0-9]*,$' | grep -o '[0-9]*' |

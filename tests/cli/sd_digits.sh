@@ -23,11 +23,7 @@ for i in 0 1 2; do
 	party_bg $i $port "$T/m.$i" "$T/in.$i" "$T/out.$i" "$T/err.$i" --steps $STEPS --guidance $G \
 		--timeout 60
 done
-for i in 0 1 2; do
-	wait_party $i
-	[ $rc = 0 ] || bad "party $i exited $rc: $(cat "$T/err.$i")"
-done
-PIDS=""
+trio_ok "secure sd-digits" "$T/err"
 $B/cdm-reveal -o "$T/secure" "$T/out.0" "$T/out.2" || bad "cdm-reveal"
 
 # plaintext: the same pipeline as a shell loop

@@ -96,10 +96,7 @@ trio() {
 		eval pid$i=$!
 		PIDS="$PIDS $!"
 	done
-	for i in 0 1 2; do
-		eval "wait \$pid$i"
-		eval st$i=$?
-	done
+	wait_trio
 }
 # psnr REF X: dB of the 8-bit images (inf as 999)
 psnr() {

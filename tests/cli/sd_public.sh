@@ -48,10 +48,7 @@ trio() {
 		eval pid$i=$!
 		PIDS="$PIDS $!"
 	done
-	for i in 0 1 2; do
-		eval "wait \$pid$i"
-		eval st$i=$?
-	done
+	wait_trio
 }
 # top-level integer KEY of a stats file
 stat() { grep -o "^  \"$2\": [0-9]*" "$1" | grep -o '[0-9]*$'; }

@@ -21,11 +21,7 @@ run() {
 			--steps 2 --timeout 60 --threads "$2" \
 			--test-noise-seed 000102030405060708090a0b0c0d0e0f
 	done
-	for i in 0 1 2; do
-		wait_party $i
-		[ "$rc" = 0 ] || bad "$1: party $i exit $rc: $(cat "$T/$1.err.$i")"
-	done
-	PIDS=""
+	trio_ok "$1" "$T/$1.err"
 }
 
 run t1 1
