@@ -411,6 +411,8 @@ static int run(struct opts *o, struct cdm_err *err)
 		/* the output is complete (even if --stats failed, the others wait
 		 * for this round): a failure here only keeps the checkpoints */
 		struct cdm_err e2 = {0};
+		if (getenv("CDM_TEST_DIE_BEFORE_CHECKPOINT_ROUND")) /* fault injection, */
+			_exit(9); /* tests/cli/resume.sh: a crash at the worst moment */
 		if (cdm_sample_end_checkpoints(m, &o->run, &res, o->keep_ckpt, &e2) < 0)
 			fprintf(stderr, PROG ": warning: %s; checkpoints in %s kept\n", e2.msg,
 				o->run.checkpoint_dir);

@@ -19,24 +19,19 @@ MS=$(model_shares) || exit 1
 SEED=000102030405060708090a0b0c0d0e0f
 
 # trio NAME INPUT OUTPREFIX FLAGS...: the three parties in the background on
-# fresh ports; pids in pid0..pid2, stderr in $T/NAME.err.I
+# fresh ports; pids in pid0..pid2, stderr in $T/NAME.err.I; party $DIES (if
+# set) exits right after writing its output, before the checkpoint round
 trio() {
 	local name=$1 in=$2 out=$3 port i
 	shift 3
 	port=$(free_ports 3)
 	for i in 0 1 2; do
-		(exec $B/cdm-party --id $i --peers "$(peers_list $port)" --model "$MS.$i" \
+		([ $i = "${DIES:-}" ] && export CDM_TEST_DIE_BEFORE_CHECKPOINT_ROUND=1
+		 exec $B/cdm-party --id $i --peers "$(peers_list $port)" --model "$MS.$i" \
 			--input "$in.$i" -o "$out.$i" -q --timeout 5 --test-noise-seed $SEED \
 			--stats "$out.stats.$i" "$@" 2>"$T/$name.err.$i") &
 		eval pid$i=$!
 		PIDS="$PIDS $!"
-	done
-}
-# trio_wait NAME: wait for the three; their statuses in st0..st2
-trio_wait() {
-	for i in 0 1 2; do
-		eval "wait \$pid$i" 2>/dev/null
-		eval st$i=$?
 	done
 }
 # reveal NAME OUTPREFIX: the revealed tensor of parties 0 and 2 in $T/NAME.st
@@ -54,7 +49,7 @@ scenario() {
 	ck=$T/$name.ck
 	# the uninterrupted reference, without checkpoints
 	trio $name.ref "$in" "$T/$name.ref" --sampler $sampler --steps $steps "$@"
-	trio_wait $name.ref
+	wait_trio
 	[ "$st0$st1$st2" = 000 ] || { bad "$name: reference run failed: $(cat "$T/$name.ref.err".*)"; return; }
 	reveal $name.ref "$T/$name.ref"
 	# the interrupted run: SIGKILL the victim once its first checkpoint exists
@@ -65,7 +60,7 @@ scenario() {
 		sleep 0.05; n=$((n + 1))
 	done
 	eval "kill -9 \$pid$victim"
-	trio_wait $name.cut
+	wait_trio
 	[ -e "$T/$name.cut.$victim" ] && { bad "$name: party $victim finished before the kill"; return; }
 	for i in 0 1 2; do
 		[ $i = "$victim" ] && continue
@@ -83,7 +78,7 @@ scenario() {
 	# restart the three with --resume
 	trio $name.res "$in" "$T/$name.res" --sampler $sampler --steps $steps \
 		--checkpoint "$ck" --checkpoint-every $every --resume ${KEEP:+--keep-checkpoints} "$@"
-	trio_wait $name.res
+	wait_trio
 	[ "$st0$st1$st2" = 000 ] || { bad "$name: resumed run failed: $(cat "$T/$name.res.err".*)"; return; }
 	for i in 0 1 2; do
 		r=$(grep -o '"resumed_from": [0-9]*' "$T/$name.res.stats.$i" | grep -o '[0-9]*$')
@@ -120,13 +115,33 @@ scenario ddim_eta ddim 4 2 1 "$T/jin" --eta 0.5
 # an uninterrupted run with checkpoints cleans up after itself too
 trio clean "$T/in" "$T/clean" --sampler ddim --steps 4 --checkpoint "$T/clean.ck" \
 	--checkpoint-every 1
-trio_wait clean
+wait_trio
 [ "$st0$st1$st2" = 000 ] || bad "clean run failed: $(cat "$T/clean.err".*)"
 [ -d "$T/clean.ck" ] && [ -z "$(ls -A "$T/clean.ck")" ] ||
 	bad "clean run: $T/clean.ck is not an empty directory: $(ls -A "$T/clean.ck" 2>&1)"
 for i in 0 1 2; do
 	[ -s "$T/clean.err.$i" ] && bad "clean run: party $i printed: $(cat "$T/clean.err.$i")"
 done
+# a party that dies after its output, in the round that lets everyone
+# remove the checkpoints: the others finish (exit 0, complete outputs, one
+# warning line each) and every checkpoint stays for a later look
+DIES=2 trio late "$T/in" "$T/late" --sampler ddim --steps 4 --checkpoint "$T/late.ck" \
+	--checkpoint-every 1
+wait_trio
+[ "$st0$st1$st2" = 009 ] || bad "death before the checkpoint round: exits $st0 $st1 $st2, expected 0 0 9"
+for i in 0 1; do
+	assert_one_line "$T/late.err.$i" "death before the checkpoint round, party $i" \
+		"warning: .*peer 2.*checkpoints in $T/late.ck kept"
+	[ "$(ls "$T/late.ck" | grep -c "^party$i-")" -ge 1 ] ||
+		bad "death before the checkpoint round: party $i's checkpoints removed"
+done
+[ "$(ls "$T/late.ck" | grep -c "^party2-")" -ge 1 ] || bad "party 2's checkpoints removed"
+$B/cdm-reveal -o "$T/late.st" "$T/late.0" "$T/late.1" 2>"$T/late.rev.err" ||
+	bad "death before the checkpoint round: cdm-reveal: $(cat "$T/late.rev.err")"
+$B/cdm-reveal -o "$T/clean.st" "$T/clean.0" "$T/clean.1" 2>/dev/null &&
+	cmp -s "$T/late.st" "$T/clean.st" ||
+	bad "death before the checkpoint round: the output differs from the clean run's"
+
 fails 1 "--keep-checkpoints without --checkpoint" "--keep-checkpoints need --checkpoint" -- \
 	$B/cdm-party --id 0 --peers "$(peers_list 30000)" --model "$MS.0" --input "$T/in.0" \
 	-o "$T/x.0" --keep-checkpoints
@@ -135,7 +150,7 @@ fails 1 "--keep-checkpoints without --checkpoint" "--keep-checkpoints need --che
 rm -f "$T/ddim.ck"/party0-*
 trio nocommon "$T/in" "$T/nc" --sampler ddim --steps 6 --checkpoint "$T/ddim.ck" \
 	--checkpoint-every 2 --resume
-trio_wait nocommon
+wait_trio
 for i in 0 1 2; do
 	eval "s=\$st$i"
 	[ "$s" = 1 ] || bad "no common step: party $i exited $s, expected 1"
@@ -153,7 +168,7 @@ for i in 0 1 2; do
 	eval pid$i=$!
 	PIDS="$PIDS $!"
 done
-trio_wait mix
+wait_trio
 for i in 0 1 2; do
 	eval "s=\$st$i"
 	[ "$s" = 1 ] || bad "mixed --resume: party $i exited $s, expected 1"
