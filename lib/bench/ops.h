@@ -7,13 +7,13 @@
  * Owns: the op list, the input domain of each op and suite, the double
  * references. Does not own: printing (cmd/cdm-bench.c).
  * Figures: bytes_per_elem = bytes sent by all three parties for one run /
- * n; rounds = party 0's rounds for one run; seconds = median over `reps`
- * runs of party 0's wall time; errors against double references on
- * `domain` (inputs drawn there: dense near 0 and breakpoints, log-uniform
- * tails). max, softmax, groupnorm work on rows of `cols` elements (n is
- * rounded down to whole rows); softmax's output is taken at F + 6 bits as
- * the attention layers take it (nonlin.h) and its max_abs_err is the worst
- * row's L1 distance.
+ * n; rounds = the most rounds any party takes part in (the depth);
+ * seconds = median over `reps` runs of party 0's wall time; errors
+ * against double references on `domain` (inputs drawn there: dense near 0
+ * and breakpoints, log-uniform tails). max, softmax, groupnorm work on
+ * rows of `cols` elements (n is rounded down to whole rows); softmax's
+ * output is taken at F + 6 bits as the attention layers take it
+ * (nonlin.h) and its max_abs_err is the worst row's L1 distance.
  * Thread-safety: each call starts its own threads and session; calls may
  * not overlap (OpenSSL and sockets are fine, the timings would not be).
  */
