@@ -1,7 +1,8 @@
 #!/bin/sh
 # cdm-bench model: a short run (mnist-tiny, DDIM 2 steps, suites cdm and spu,
 # loopback, 1 run) twice: the JSON has its fields, bytes and rounds are
-# positive and identical in both runs (they are deterministic), ratios
+# positive, identical in both runs (they are deterministic) and equal to
+# the figures tracked in tests/cli/bench_model.costs, ratios
 # against spu are consistent with the totals. Error paths: bad usage and a
 # bad model (exit 1, one line), a failing party (exit 2 and its stderr
 # tail), SIGINT (exit 2, nothing left behind). As root with iproute2, a
@@ -55,6 +56,13 @@ for v in $b1 $r1; do [ "$v" -gt 0 ] 2>/dev/null || bad "bytes/rounds not positiv
 [ "$(echo $b1 | wc -w)" = 2 ] || bad "expected two suites' bytes, got '$b1'"
 [ "$b1" = "$b2" ] || bad "bytes differ between runs: $b1 vs $b2"
 [ "$r1" = "$r2" ] || bad "rounds differ between runs: $r1 vs $r2"
+# against the tracked figures (cdm first, then spu, as --protocols)
+set -- $b1; set -- "$@" $r1
+for s in cdm spu; do
+	want=$(awk -v s=$s '$1 == s { print $2, $3 }' tests/cli/bench_model.costs)
+	case $s in cdm) got="$1 $3" ;; spu) got="$2 $4" ;; esac
+	[ "$got" = "$want" ] || bad "$s: bytes and rounds $got, tracked in tests/cli/bench_model.costs: $want"
+done
 # the cdm row's bytes ratio is spu bytes / cdm bytes
 set -- $b1
 want=$(awk -v a="$2" -v b="$1" 'BEGIN { printf "%.3f", a / b }')
