@@ -2,20 +2,13 @@
 # cdm-bench model: a short run (mnist-tiny, DDIM 2 steps, suites cdm and spu,
 # loopback, 1 run) twice: the JSON has its fields, bytes and rounds are
 # positive, identical in both runs (they are deterministic) and equal to
-# the figures tracked in tests/cli/bench_model.costs, ratios
+# the figures tracked in tests/cli/costs.tsv, ratios
 # against spu are consistent with the totals. Error paths: bad usage and a
 # bad model (exit 1, one line), a failing party (exit 2 and its stderr
 # tail), SIGINT (exit 2, nothing left behind). As root with iproute2, a
 # one-step --net lan run whose namespaces are gone afterwards; else skipped.
-cd "$(dirname "$0")/../.." || exit 1
-B=${BIN:-bin}
+CDM_CLI_LIB=1 . "$(dirname "$0")/lib.sh"
 [ -x "$B/cdm-bench" ] && [ -x "$B/cdm-party" ] || { echo "FAIL: $B/cdm-bench not built"; exit 1; }
-M=share/models/mnist-tiny
-[ -f $M/config.json ] || M=share/models/mnist
-T=$(mktemp -d) || exit 1
-trap 'rm -rf "$T"' EXIT
-fail=0
-bad() { echo "FAIL: $*"; fail=1; }
 # suite_field FILE KEY: the suite-level values of KEY (indent 6), one per suite
 suite_field() { sed -n "s/^      \"$2\": \([^,]*\),*$/\1/p" "$1"; }
 
@@ -57,12 +50,9 @@ for v in $b1 $r1; do [ "$v" -gt 0 ] 2>/dev/null || bad "bytes/rounds not positiv
 [ "$b1" = "$b2" ] || bad "bytes differ between runs: $b1 vs $b2"
 [ "$r1" = "$r2" ] || bad "rounds differ between runs: $r1 vs $r2"
 # against the tracked figures (cdm first, then spu, as --protocols)
-set -- $b1; set -- "$@" $r1
-for s in cdm spu; do
-	want=$(awk -v s=$s '$1 == s { print $2, $3 }' tests/cli/bench_model.costs)
-	case $s in cdm) got="$1 $3" ;; spu) got="$2 $4" ;; esac
-	[ "$got" = "$want" ] || bad "$s: bytes and rounds $got, tracked in tests/cli/bench_model.costs: $want"
-done
+set -- $b1 $r1
+assert_tracked mnist-tiny-ddim2-cdm $1 $3
+assert_tracked mnist-tiny-ddim2-spu $2 $4
 # the cdm row's bytes ratio is spu bytes / cdm bytes
 set -- $b1
 want=$(awk -v a="$2" -v b="$1" 'BEGIN { printf "%.3f", a / b }')
@@ -110,5 +100,4 @@ if [ "$(id -u)" = 0 ] && command -v ip >/dev/null && command -v tc >/dev/null &&
 else
 	echo "skip: --net lan needs root and iproute2 (ip, tc)"
 fi
-[ $fail = 0 ] && echo "bench_model: ok"
-exit $fail
+finish bench_model

@@ -8,6 +8,7 @@
 #   party_bg/wait_party (one cdm-party in the background), wait_trio and
 #   trio_ok (all three: statuses, or a FAIL line per failed party),
 #   model_shares (cached model shares: prints their prefix), input_shares,
+#   assert_tracked (figures recorded in tests/cli/costs.tsv),
 #   assert_exit, assert_one_line, keep_file/assert_kept (an existing output
 #   left byte-for-byte and mtime-untouched), assert_absent, and safetensors
 #   surgery with shell tools only (st_hdr_len, st_header, st_data, st_build).
@@ -101,6 +102,14 @@ trio_ok() {
 		[ "$st" = 0 ] || bad "$1: party $i exited $st: $(cat "$2.$i")"
 	done
 	PIDS=""
+}
+# assert_tracked KEY FIGURES...: FIGURES equal the line KEY of
+# tests/cli/costs.tsv (bytes and rounds are deterministic)
+assert_tracked() {
+	local key=$1 want
+	shift
+	want=$(awk -v k="$key" '$1 == k { $1 = ""; sub(/^ +/, ""); print }' tests/cli/costs.tsv)
+	[ "$*" = "$want" ] || bad "$key: $*, tracked in tests/cli/costs.tsv: ${want:-nothing}"
 }
 # elapsed_since START: whole seconds since START (from now_s)
 now_s() { date +%s; }
@@ -229,5 +238,10 @@ if [ -z "${CDM_CLI_LIB:-}" ]; then
 	[ $got = 1 ] && [ "$(cat "$T/o")" = "FAIL: self: party 1 exited 3: boom" ] ||
 		bad "trio_ok reported: $(cat "$T/o")"
 	[ "$st0 $st1 $st2" = "0 3 0" ] || bad "wait_trio statuses: $st0 $st1 $st2"
+	fail0=$fail
+	assert_tracked mnist-tiny-ddim2-cdm 1 2 >"$T/o"
+	got=$fail fail=$fail0
+	[ $got = 1 ] && grep -q "tracked in tests/cli/costs.tsv: [0-9]* [0-9]*$" "$T/o" ||
+		bad "assert_tracked passed wrong figures: $(cat "$T/o")"
 	finish "cli lib"
 fi

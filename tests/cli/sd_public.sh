@@ -8,7 +8,8 @@
 #      -> --vae-decode) from the same x_T;
 #   2. the same config on model shares: the public run sends fewer bytes and
 #      needs fewer rounds (both from --stats, party 0, and bytes summed over
-#      the three parties); stats say public_model true;
+#      the three parties), all of them as tracked in tests/cli/costs.tsv;
+#      stats say public_model true;
 #   3. one party on shares and two on the folder disagree (exit 1, one line
 #      naming "public:"); a folder that is not a pipeline with a prompt input
 #      is refused before anything is written.
@@ -90,6 +91,8 @@ if [ "$st0$st1$st2" = 000 ]; then
 		tp=$(total_bytes pub) ts=$(total_bytes sec)
 		echo "party 0, $STEPS steps: public weights $bp bytes $rp rounds $(secs "$T/pub.stats.0") s;" \
 			"model shares $bs bytes $rs rounds $(secs "$T/sec.stats.0") s; 3 parties $tp vs $ts bytes"
+		assert_tracked sd-tiny-public $bp $rp $tp
+		assert_tracked sd-tiny-shares $bs $rs $ts
 		lt "$bp" "$bs" || bad "public run sent $bp bytes (party 0), shares $bs"
 		lt "$rp" "$rs" || bad "public run took $rp rounds, shares $rs"
 		lt "$tp" "$ts" || bad "public run sent $tp bytes (3 parties), shares $ts"
