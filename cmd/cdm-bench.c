@@ -23,8 +23,8 @@
 
 #define PROG "cdm-bench"
 #define SYNOPSIS                                                                           \
-	"cdm-bench ops [--n N] [--cols C] [--reps R] [--protocols cdm,spu,cipherdm]\n"       \
-	"                 [--ops LIST] [--threads N] [--json]\n"                                            \
+	"cdm-bench ops [--n N] [--cols C] [--reps R] [--protocols cdm,spu,cipherdm]\n"        \
+	"                 [--ops LIST] [--threads N] [--json]\n"                              \
 	"       cdm-bench gemm [--threads N] [--json]\n"                                      \
 	"       cdm-bench model -m MODEL [--sampler ddim|ddpm|dpmpp] [--steps N] [--protocols LIST]\n" \
 	"                 [--batch B] [--net loopback|lan|wan] [--runs R] [--label N] [--seed S]\n" \

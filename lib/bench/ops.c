@@ -299,8 +299,8 @@ int cdm_bench_op(const char *op, enum cdm_suite s, size_t n, size_t cols, int re
 		rc = cdm_net_local(net, err);
 	}
 	for (int p = 0; rc == 0 && p < CDM_PARTIES; p++) {
-		j[p] = (struct bjob){.kind = kind, .nl = nl, .suite = s, .n = n, .cols = cols, .reps = reps,
-				     .x = xe, .y = (kind == OP_MUL || kind == OP_MULT || kind == OP_LT ||
+		j[p] = (struct bjob){.kind = kind, .nl = nl, .suite = s, .n = n, .cols = cols,
+				     .reps = reps, .x = xe, .y = (kind == OP_MUL || kind == OP_MULT || kind == OP_LT ||
 						    kind == OP_SEL) ? ye : NULL,
 				     .net = net[p]};
 		j[p].out = cdm_zalloc(n, 8, err);

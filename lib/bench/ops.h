@@ -32,7 +32,7 @@ struct cdm_bench_op_result {
 	size_t n;              /* elements */
 	size_t cols;           /* row length (max, softmax, groupnorm), else 0 */
 	double bytes_per_elem; /* all three parties, one run */
-	uint64_t rounds;       /* party 0, one run */
+	uint64_t rounds;       /* the busiest party's, one run (the depth) */
 	double seconds;        /* median over reps */
 	double max_abs_err, max_rel_err;
 	double domain[2];

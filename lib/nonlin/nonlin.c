@@ -114,12 +114,12 @@ int cdm_nl_softmax_rows(cdm_mpc *m, enum cdm_suite s, cdm_shr *out, const cdm_sh
 int cdm_nl_softmax_rows_frac(cdm_mpc *m, enum cdm_suite s, cdm_shr *out, const cdm_shr *x,
 			     size_t rows, size_t cols, int frac_out, struct cdm_err *err)
 {
-	CDM_TRY(check_suite(s, "softmax", err));
-	CDM_TRY(check_rows(x, out, rows, cols, "softmax", err));
 	int F = cdm_mpc_frac(m), Fi = F + 8, rc, klog = 0;
+	CDM_TRY(check_suite(s, "softmax", err));
 	if (frac_out < F || frac_out > F + 8)
 		return cdm_fail(err, CDM_EINPUT, "nonlin softmax: %d output fraction bits (%d..%d)",
 				frac_out, F, F + 8);
+	CDM_TRY(check_rows(x, out, rows, cols, "softmax", err));
 	size_t n = x->n;
 	while (((size_t)1 << klog) < cols)
 		klog++;
