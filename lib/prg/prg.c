@@ -30,16 +30,17 @@ void cdm_prg_free(cdm_prg *g)
 	}
 }
 
-/* Encrypt n zero bytes in place with ctx (CTR: the keystream), in chunks
- * that fit an int. */
+/* The keystream of n bytes into p: CTR encryption of zeros, read from a
+ * small static block that stays in cache (zeroing p first would be one
+ * more pass over it: 3% of a party's time). */
 static void keystream(EVP_CIPHER_CTX *ctx, unsigned char *p, size_t n)
 {
-	memset(p, 0, n);
+	static const unsigned char zeros[16384];
 	size_t done = 0;
 	while (done < n) {
-		size_t chunk = n - done > (1u << 30) ? (1u << 30) : n - done;
+		size_t chunk = n - done > sizeof zeros ? sizeof zeros : n - done;
 		int outl = 0;
-		EVP_EncryptUpdate(ctx, p + done, &outl, p + done, (int)chunk);
+		EVP_EncryptUpdate(ctx, p + done, &outl, zeros, (int)chunk);
 		done += chunk;
 	}
 }

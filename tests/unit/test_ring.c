@@ -62,11 +62,47 @@ static void test_prg(void)
 	cdm_prg_free(&g1); cdm_prg_free(&g2);
 }
 
+/* AES-128-CTR known answer: key 00 01 .. 0f, counter from 0; the values
+ * are `openssl enc -aes-128-ctr` of 40000 zero bytes (the first block is
+ * FIPS-197's AES-128 of the zero block under that key). 40000 bytes span
+ * several of keystream()'s 16 KiB chunks; the split draw checks that a
+ * call of 7 bytes consumes one whole block (prg.h) and that chunk edges
+ * inside a call do not show. */
+static void test_prg_known_answer(void)
+{
+	static const char first[] = "c6a13b37878f5b826f4f8162a1c8d8797346139595c0b41e497bbde365f42d0a";
+	static const char last[] = "9235892496971a6e98d9243b4f4df1a55aea6489085d0b5a6ea13fa1d0457e68";
+	enum { N = 40000 };
+	static unsigned char a[N], b[N];
+	uint8_t key[16];
+	struct cdm_err err = {0};
+	for (int i = 0; i < 16; i++)
+		key[i] = (uint8_t)i;
+	cdm_prg g, h;
+	CHECK(cdm_prg_init(&g, key, &err) == 0 && cdm_prg_init(&h, key, &err) == 0, "prg init");
+	cdm_prg_bytes(&g, a, N);
+	cdm_prg_bytes(&h, b, 7);
+	cdm_prg_bytes(&h, b + 16, 16400);
+	cdm_prg_bytes(&h, b + 16416, N - 16416);
+	char hex[65];
+	for (int i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", a[i]);
+	CHECK(strcmp(hex, first) == 0, "AES-128-CTR keystream starts %s, expected %s", hex, first);
+	for (int i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", a[N - 32 + i]);
+	CHECK(strcmp(hex, last) == 0, "AES-128-CTR keystream ends %s, expected %s", hex, last);
+	CHECK(memcmp(a, b, 7) == 0 && memcmp(a + 16, b + 16, N - 16) == 0,
+	      "a stream drawn in pieces differs from one draw");
+	cdm_prg_free(&g);
+	cdm_prg_free(&h);
+}
+
 int main(void)
 {
 	uint64_t st = check_seed();
 	test_encode();
 	test_gemm(&st);
 	test_prg();
+	test_prg_known_answer();
 	return check_done();
 }
