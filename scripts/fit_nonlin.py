@@ -18,6 +18,8 @@ from numpy.polynomial import chebyshev as C
 F = 20  # the fixed-point fraction bits the maps are quantised for
 NL_EXP_DEG = 6
 NL_EXP_K = 3  # exp(x) = exp(x / 2^K)^(2^K) on [-16, 0]
+NL_EXPW_DEG = 4  # softmax's exp: one product fewer, one squaring more
+NL_EXPW_K = 4
 erf = np.vectorize(math.erf)
 def sig(x): return 0.5 * (1 + np.tanh(x / 2))
 def silu(x): return x * sig(x)
@@ -128,6 +130,16 @@ emit(f"/* exp(y) = p(z), z = y + 8/2^K in [-1, 1] for y in [-16/2^K, 0], degree 
 emit(f"#define NL_EXP_K {NL_EXP_K}")
 emit(f"#define NL_EXP_DEG {NL_EXP_DEG}")
 emit(f"static const double nl_exp_poly[{NL_EXP_DEG + 1}] = {{" + ", ".join(f"{v:.17g}" for v in c) + "};\n")
+
+# The wide exp inside softmax (28-bit output): degree 4 after 4 halvings,
+# p = a0 + a1 z + a2 z^2 + z^2 (a3 z + a4 z^2) in one dot (cdm.c).
+y = np.linspace(-16 / 2**NL_EXPW_K, 0, 20001)
+z = y + 8 / 2**NL_EXPW_K
+V = np.vander(z, NL_EXPW_DEG + 1, increasing=True) / np.exp(y)[:, None]
+c, e = lawson(V, np.ones_like(y))
+emit(f"/* softmax's exp(y) = p(z), z = y + 8/2^K in [-1/2, 1/2] for y in [-16/2^K, 0], degree {NL_EXPW_DEG}, relative error {e:.2e} (x 2^K after squaring) */")
+emit(f"#define NL_EXPW_K {NL_EXPW_K}")
+emit(f"static const double nl_expw_poly[{NL_EXPW_DEG + 1}] = {{" + ", ".join(f"{v:.17g}" for v in c) + "};\n")
 
 # Initial guesses of Newton's method on the normalised c in [0.375, 1.25].
 for name, f in (("recip", lambda c: 1 / c), ("rsqrt", lambda c: 1 / np.sqrt(c))):

@@ -14,71 +14,116 @@
 /* Fraction bits of the exp core's p and its squarings (values <= 1). */
 #define NL_EXP_XBITS 8
 
-/* Compute first, select last: p(z)^(2^K), z = x/2^K + 1 in [-1, 1] (K =
- * NL_EXP_K = 3, p of degree 6 from coef.h, relative error 3e-6 before
- * the 8x of the squarings), is evaluated on the UNCLAMPED x and the result
- * is multiplied by the exact 0/1 indicator I = [-16 <= x < 0] at the end
- * (I = [x >= -16] without clamp_pos). Outside [-16, 0) the polynomial and
- * its squarings may overflow into garbage; an exact 0 times garbage is 0
- * in the ring, so the output is 0 below -16 (exp(-16) is 0.1 LSB) and,
- * with clamp_pos, exactly 1 at x >= 0. Rounds: comparisons 5 (z^2 riding
- * along), z^3 and z^4 3, the polynomial's dot 3, squarings 3 x 3,
- * selection 1 = 21 (27 with the clamp's product first and 5 squarings).
+/* Compute first, select last: p(z)^(2^K), z = x/2^K + 8/2^K, is evaluated
+ * on the UNCLAMPED x and the result is multiplied by the exact 0/1
+ * indicator I = [-16 <= x < 0] at the end (I = [x >= -16] without
+ * clamp_pos). Outside [-16, 0) the polynomial and its squarings may
+ * overflow into garbage; an exact 0 times garbage is 0 in the ring, so the
+ * output is 0 below -16 (exp(-16) is 0.1 LSB) and, with clamp_pos, exactly
+ * 1 at x >= 0. Two cores (coef.h), both 21 rounds:
+ *  - narrow (the exp op, output at F bits, whose rounding leaves no room
+ *    for more error): K = 3, degree 6, relative error 3e-6 before the 8x
+ *    of the squarings. Comparisons 5 (z^2 riding along), z^3 and z^4 3,
+ *    the polynomial's dot 3, squarings 3 x 3, selection 1.
+ *  - wide (softmax, output at F + 8 bits): K = 4, degree 4, 1.6e-5 before
+ *    the 16x. Comparisons 5, the polynomial in ONE dot on z^2 (3),
+ *    squarings 4 x 3, selection 1: one product per element fewer.
  *
  * Scales: the integer x is y = x/2^K at Fy = F + K bits for free, so is
- * z; z^2, z^3, z^4 at P = F bits (|z| <= 1 inside: every power <= 1);
- * the dot p = acc + z^3 (a5 z^2) + z^4 (a6 z^2) at T = 59 bits (p <= 1),
- * a5 and a6 with 19 coefficient bits. */
+ * z; z^2 (and z^3, z^4) at P = F bits (|z| <= 1 inside: every power <= 1);
+ * the polynomial's dot at T = 59 bits (p <= 1), then p at Fi bits. */
 #define NL_EXP_T 59
 
-int nl_cdm_exp(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, int frac_out, int clamp_pos,
-	       struct cdm_err *err)
+struct exp_poly {
+	int K;           /* squarings */
+	const double *a; /* coefficients, a[0] first */
+};
+
+/* narrow: p = acc + z^3 (a5 z^2) + z^4 (a6 z^2), acc the local terms up
+ * to z^4, a5 and a6 with 19 coefficient bits */
+static int exp_poly6(cdm_mpc *m, cdm_shr *p, const cdm_shr *z, const cdm_shr *z2, int Fi,
+		     struct cdm_err *err)
 {
-	int F = cdm_mpc_frac(m), Fi = F + NL_EXP_XBITS, K = clamp_pos ? 2 : 1, rc;
-	int Fy = F + NL_EXP_K, P = F, T = NL_EXP_T, Eb = T - P;
-	size_t n = x->n;
-	const double t[2] = {-NL_EXP_FLOOR, 0.0};
+	int F = cdm_mpc_frac(m), Fy = F + NL_EXP_K, P = F, T = NL_EXP_T, Eb = T - P, rc;
+	size_t n = z->n;
 	const double *a = nl_exp_poly;
-	cdm_shr bits[2], I = {0}, z = {0}, z2 = {0}, A = {0}, B = {0}, z34 = {0};
-	cdm_shr X = {0}, Y = {0}, acc = {0}, p = {0}, e = {0};
-	if ((rc = nl_new(bits, K, n, err)) < 0)
-		return rc;
-	rc = nl_new(&z, 1, n, err);
-	if (rc == 0) { /* z = y + 1 at Fy bits; z^2 rides along the comparisons */
-		cdm_mpc_add_const(m, &z, x, nl_enc(8.0 / (1 << NL_EXP_K), Fy));
-		struct nl_ride ride = {&z2, &z, &z, 2 * Fy - P};
-		rc = nl_cmp_consts_ride(m, bits, x, t, K, 0, &ride, err);
-	}
-	if (rc == 0)
-		rc = nl_new_raw(&A, 2 * n, err);
+	cdm_shr A = {0}, B = {0}, z34 = {0}, Y = {0}, acc = {0};
+	rc = nl_new_raw(&A, 2 * n, err);
 	if (rc == 0)
 		rc = nl_new_raw(&B, 2 * n, err);
 	if (rc == 0) { /* [z^3 ; z^4] = [z^2 ; z^2] * [z ; z^2 2^(Fy-P)] >> Fy */
 		cdm_shr a0 = nl_view(&A, 0, n), a1 = nl_view(&A, n, n);
 		cdm_shr b0 = nl_view(&B, 0, n), b1 = nl_view(&B, n, n);
-		nl_axpy(m, &a0, &z2, 1, 0), nl_axpy(m, &a1, &z2, 1, 0);
-		nl_axpy(m, &b0, &z, 1, 0);
-		nl_shl(m, &b1, &z2, Fy - P);
+		nl_axpy(m, &a0, z2, 1, 0), nl_axpy(m, &a1, z2, 1, 0);
+		nl_axpy(m, &b0, z, 1, 0);
+		nl_shl(m, &b1, z2, Fy - P);
 		rc = nl_mul_shift(m, &z34, &A, &B, Fy, err);
 	}
 	if (rc == 0)
 		rc = nl_new(&Y, 1, 2 * n, err);
 	if (rc == 0)
 		rc = nl_new(&acc, 1, n, err);
-	if (rc == 0) { /* p = acc + z^3 (a5 z^2) + z^4 (a6 z^2), one dot */
+	if (rc == 0) {
 		cdm_shr z3 = nl_view(&z34, 0, n), z4 = nl_view(&z34, n, n);
 		cdm_shr y0 = nl_view(&Y, 0, n), y1 = nl_view(&Y, n, n);
-		nl_axpy(m, &y0, &z2, nl_enc(a[5], Eb - P), 0);
-		nl_axpy(m, &y1, &z2, nl_enc(a[6], Eb - P), 0);
+		nl_axpy(m, &y0, z2, nl_enc(a[5], Eb - P), 0);
+		nl_axpy(m, &y1, z2, nl_enc(a[6], Eb - P), 0);
 		cdm_mpc_add_const(m, &acc, &acc, nl_enc(a[0], T));
-		nl_axpy(m, &acc, &z, nl_enc(a[1], T - Fy), 1);
-		nl_axpy(m, &acc, &z2, nl_enc(a[2], T - P), 1);
+		nl_axpy(m, &acc, z, nl_enc(a[1], T - Fy), 1);
+		nl_axpy(m, &acc, z2, nl_enc(a[2], T - P), 1);
 		nl_axpy(m, &acc, &z3, nl_enc(a[3], T - P), 1);
 		nl_axpy(m, &acc, &z4, nl_enc(a[4], T - P), 1);
-		rc = cdm_mpc_dot_trunc(m, &p, &z34, &Y, 2, &acc, T - Fi, err);
+		rc = cdm_mpc_dot_trunc(m, p, &z34, &Y, 2, &acc, T - Fi, err);
 	}
-	for (int s = 0; rc == 0 && s < NL_EXP_K; s++) {
-		int last = s == NL_EXP_K - 1;
+	cdm_shr_free(&A), cdm_shr_free(&B), cdm_shr_free(&z34);
+	cdm_shr_free(&Y), cdm_shr_free(&acc);
+	return rc;
+}
+
+/* wide: p = acc + z^2 (a3 z + a4 z^2), acc = a0 + a1 z + a2 z^2; a3 gets
+ * T - P - Fy = 15 coefficient bits (|z^3| <= 1/8 keeps its rounding at
+ * 2e-6 of p), a4 19 */
+static int exp_poly4(cdm_mpc *m, cdm_shr *p, const cdm_shr *z, const cdm_shr *z2, int Fi,
+		     struct cdm_err *err)
+{
+	int F = cdm_mpc_frac(m), Fy = F + NL_EXPW_K, P = F, T = NL_EXP_T, Eb = T - P, rc;
+	const double *a = nl_expw_poly;
+	cdm_shr Y = {0}, acc = {0};
+	rc = nl_new(&Y, 1, z->n, err);
+	if (rc == 0)
+		rc = nl_new(&acc, 1, z->n, err);
+	if (rc == 0) {
+		nl_axpy(m, &Y, z, nl_enc(a[3], Eb - Fy), 1);
+		nl_axpy(m, &Y, z2, nl_enc(a[4], Eb - P), 1);
+		cdm_mpc_add_const(m, &acc, &acc, nl_enc(a[0], T));
+		nl_axpy(m, &acc, z, nl_enc(a[1], T - Fy), 1);
+		nl_axpy(m, &acc, z2, nl_enc(a[2], T - P), 1);
+		rc = cdm_mpc_dot_trunc(m, p, z2, &Y, 1, &acc, T - Fi, err);
+	}
+	cdm_shr_free(&Y), cdm_shr_free(&acc);
+	return rc;
+}
+
+int nl_cdm_exp(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, int frac_out, int clamp_pos,
+	       struct cdm_err *err)
+{
+	int F = cdm_mpc_frac(m), Fi = F + NL_EXP_XBITS, K = clamp_pos ? 2 : 1, rc;
+	int wide = frac_out >= Fi, S = wide ? NL_EXPW_K : NL_EXP_K, Fy = F + S, P = F;
+	size_t n = x->n;
+	const double t[2] = {-NL_EXP_FLOOR, 0.0};
+	cdm_shr bits[2], I = {0}, z = {0}, z2 = {0}, p = {0}, e = {0};
+	if ((rc = nl_new(bits, K, n, err)) < 0)
+		return rc;
+	rc = nl_new(&z, 1, n, err);
+	if (rc == 0) { /* z = y + 8/2^S at Fy bits; z^2 rides along the comparisons */
+		cdm_mpc_add_const(m, &z, x, nl_enc(8.0 / (1 << S), Fy));
+		struct nl_ride ride = {&z2, &z, &z, 2 * Fy - P};
+		rc = nl_cmp_consts_ride(m, bits, x, t, K, 0, &ride, err);
+	}
+	if (rc == 0)
+		rc = wide ? exp_poly4(m, &p, &z, &z2, Fi, err) : exp_poly6(m, &p, &z, &z2, Fi, err);
+	for (int s = 0; rc == 0 && s < S; s++) {
+		int last = s == S - 1;
 		cdm_shr sq = {0};
 		rc = nl_mul_shift(m, last ? &e : &sq, &p, &p, last ? 2 * Fi - frac_out : Fi, err);
 		if (rc == 0 && !last)
@@ -100,9 +145,7 @@ int nl_cdm_exp(cdm_mpc *m, cdm_shr *out, const cdm_shr *x, int frac_out, int cla
 		nl_axpy(m, out, &bits[1], (uint64_t)0 - one, 1);
 	}
 	nl_free(bits, K);
-	cdm_shr_free(&I), cdm_shr_free(&z), cdm_shr_free(&z2), cdm_shr_free(&A);
-	cdm_shr_free(&B), cdm_shr_free(&z34), cdm_shr_free(&X), cdm_shr_free(&Y);
-	cdm_shr_free(&acc), cdm_shr_free(&p), cdm_shr_free(&e);
+	cdm_shr_free(&I), cdm_shr_free(&z), cdm_shr_free(&z2), cdm_shr_free(&p), cdm_shr_free(&e);
 	return rc;
 }
 
