@@ -10,17 +10,11 @@
 #  - cdm-reveal: shares of different sharings, the same party twice, an input
 #    share, a single share
 #  - cdm-share: a NaN weight (exit 1 naming the tensor, nothing written)
-cd "$(dirname "$0")/../.." || exit 1
-B=${BIN:-bin}
-M=share/models/mnist-tiny
-[ -f $M/config.json ] || M=share/models/mnist
+# Every scenario takes three ports probed free (a fixed base plus offsets
+# could land on a port an earlier connection still holds).
+CDM_CLI_LIB=1 . "$(dirname "$0")/lib.sh"
 [ -f $M/config.json ] || { echo "FAIL: no bundled MNIST model"; exit 1; }
-T=$(mktemp -d) || exit 1
-PIDS=""
-trap 'for p in $PIDS; do kill $p 2>/dev/null; done; rm -rf "$T"' EXIT
-fail=0
-bad() { echo "FAIL: $*"; fail=1; }
-PORT=$((20000 + ($$ + 7919) % 20000))
+PORT=$(free_ports 3)
 peers() { echo 127.0.0.1:$PORT,127.0.0.1:$((PORT + 1)),127.0.0.1:$((PORT + 2)); }
 
 # expect STATUS PATTERN ERRFILE: one line on stderr, starting with the tool name
@@ -61,7 +55,7 @@ fails 1 "No such file" party 0 "$T/nonexistent" "$T/x.0" "$T/o.0"
 
 # ---- parties that disagree: exit 1 naming both values, outputs untouched ----------
 echo keep >"$T/o.0"
-PORT=$((PORT + 3))
+PORT=$(free_ports 3)
 for i in 0 1 2; do
 	steps=3; [ $i = 2 ] && steps=4
 	party $i "$T/m.$i" "$T/x.$i" "$T/o.$i" --steps $steps 2>"$T/dis.$i" &
@@ -74,7 +68,7 @@ expect_err 1 "disagrees on steps: 4 here, 3 there" "$T/dis.2"
 [ "$(cat "$T/o.0")" = keep ] || bad "existing output changed by a failed run"
 [ -e "$T/o.1" ] && bad "output left after a mismatch"
 
-PORT=$((PORT + 3))
+PORT=$(free_ports 3)
 for i in 0 1 2; do
 	mo="$T/m.$i"; [ $i = 0 ] && mo="$T/m2.0"
 	party $i "$mo" "$T/x.$i" "$T/o.$i" --steps 3 2>"$T/dis.$i" &
@@ -85,7 +79,7 @@ PIDS=""
 expect_err 1 "disagrees on model_sharing" "$T/dis.1"
 
 # ---- a killed peer: the others exit 2 well within the timeout ------------------------
-PORT=$((PORT + 3))
+PORT=$(free_ports 3)
 start=$(date +%s)
 for i in 0 1 2; do
 	bgparty $i "$T/m.$i" "$T/x.$i" "$T/k.$i" --steps 200 --timeout 8 2>"$T/kill.$i"
@@ -107,7 +101,7 @@ el=$(( $(date +%s) - start ))
 [ $el -le 12 ] || bad "parties took ${el}s to notice a killed peer"
 
 # ---- a port in use ---------------------------------------------------------------------
-PORT=$((PORT + 3))
+PORT=$(free_ports 3)
 bgparty 0 "$T/m.0" "$T/x.0" "$T/p.0" --timeout 6 2>/dev/null
 PIDS=$!
 sleep 1
@@ -118,7 +112,7 @@ kill $PIDS 2>/dev/null; wait $PIDS 2>/dev/null; PIDS=""
 # ---- cdm-reveal --------------------------------------------------------------------------
 # two real runs to get outputs of different sharings
 for run in a b; do
-	PORT=$((PORT + 3))
+	PORT=$(free_ports 3)
 	for i in 0 1 2; do
 		party $i "$T/m.$i" "$T/x.$i" "$T/$run.$i" --steps 1 &
 		PIDS="$PIDS $!"
@@ -157,5 +151,4 @@ fails 1 "conv_in.bias" $B/cdm-share -o "$T/old" "$T/nan"
 fails 1 "outside 0..9" $B/cdm-share -o "$T/old" --input --label 10 "$T/m.0"
 fails 1 "need --input" $B/cdm-share -o "$T/old" --seed 3 $M
 
-[ $fail = 0 ] && echo "secure error paths ok"
-exit $fail
+finish "secure error paths"

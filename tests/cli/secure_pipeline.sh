@@ -6,25 +6,17 @@
 # PSNR >= 40 dB (SPEC section 5). Also: the --stats JSON of each party (with
 # by_layer), a three-share reveal to PNG, and a DDPM run with jointly
 # generated noise (no --seed) whose image is finite and in range.
-cd "$(dirname "$0")/../.." || exit 1
-B=${BIN:-bin}
+CDM_CLI_LIB=1 . "$(dirname "$0")/lib.sh"
 for t in cdm-share cdm-party cdm-reveal cdm-unet-step; do
 	[ -x "$B/$t" ] || { echo "FAIL: $B/$t not built"; exit 1; }
 done
-M=share/models/mnist-tiny
-[ -f $M/config.json ] || M=share/models/mnist
 [ -f $M/config.json ] || { echo "FAIL: no bundled MNIST model"; exit 1; }
-T=$(mktemp -d) || exit 1
-PIDS=""
-trap 'for p in $PIDS; do kill $p 2>/dev/null; done; rm -rf "$T"' EXIT
-fail=0
-bad() { echo "FAIL: $*"; fail=1; }
-PORT=$((20000 + $$ % 20000))
 
-# parties NAME ARGS...: run the three parties on fresh ports, wait for all
+# parties NAME ARGS...: run the three parties on three ports probed free,
+# wait for all
 parties() {
 	name=$1; shift
-	PORT=$((PORT + 3))
+	PORT=$(free_ports 3)
 	peers=127.0.0.1:$PORT,127.0.0.1:$((PORT + 1)),127.0.0.1:$((PORT + 2))
 	PIDS=""
 	for i in 0 1 2; do
@@ -102,5 +94,4 @@ if parties ddpm --sampler ddpm --steps 2; then
 		bad "ddpm sample out of range: $r"
 fi
 
-[ $fail = 0 ] && echo "secure pipeline ok ($M)"
-exit $fail
+finish "secure pipeline ($M)"
