@@ -120,26 +120,28 @@ pw("tanh", np.tanh, [-TANH_B, TANH_B], ((-TANH_C, 0), (TANH_C, 0)), [(-TANH_B, T
 pw("mish", mish, [-9.9, 0.5, 5.2], ((0, 0), (0, 1)), [(-9.9, 0.5), (0.5, 5.2)], [10, 6])
 
 # exp(y) on [-16/2^K, 0], then K squarings: monomial fit of relative error
-# in z = y + 8/2^K (centred on [-1, 1]: every power of z stays <= 1 in
-# the fixed-point evaluation, cdm.c).
-y = np.linspace(-16 / 2**NL_EXP_K, 0, 20001)
-z = y + 8 / 2**NL_EXP_K
-V = np.vander(z, NL_EXP_DEG + 1, increasing=True) / np.exp(y)[:, None]
-c, e = lawson(V, np.ones_like(y))
+# in z = y + 8/2^K (centred: every power of z stays <= 1 in the fixed-point
+# evaluation, cdm.c).
+def fit_exp(K, deg):
+    y = np.linspace(-16 / 2**K, 0, 20001)
+    z = y + 8 / 2**K
+    V = np.vander(z, deg + 1, increasing=True) / np.exp(y)[:, None]
+    return lawson(V, np.ones_like(y))
+
+def coefs(c): return ", ".join(f"{v:.17g}" for v in c)
+
+c, e = fit_exp(NL_EXP_K, NL_EXP_DEG)
 emit(f"/* exp(y) = p(z), z = y + 8/2^K in [-1, 1] for y in [-16/2^K, 0], degree {NL_EXP_DEG}, relative error {e:.2e} (x 2^K after squaring) */")
 emit(f"#define NL_EXP_K {NL_EXP_K}")
 emit(f"#define NL_EXP_DEG {NL_EXP_DEG}")
-emit(f"static const double nl_exp_poly[{NL_EXP_DEG + 1}] = {{" + ", ".join(f"{v:.17g}" for v in c) + "};\n")
+emit(f"static const double nl_exp_poly[{NL_EXP_DEG + 1}] = {{{coefs(c)}}};\n")
 
 # The wide exp inside softmax (28-bit output): degree 4 after 4 halvings,
 # p = a0 + a1 z + a2 z^2 + z^2 (a3 z + a4 z^2) in one dot (cdm.c).
-y = np.linspace(-16 / 2**NL_EXPW_K, 0, 20001)
-z = y + 8 / 2**NL_EXPW_K
-V = np.vander(z, NL_EXPW_DEG + 1, increasing=True) / np.exp(y)[:, None]
-c, e = lawson(V, np.ones_like(y))
+c, e = fit_exp(NL_EXPW_K, NL_EXPW_DEG)
 emit(f"/* softmax's exp(y) = p(z), z = y + 8/2^K in [-1/2, 1/2] for y in [-16/2^K, 0], degree {NL_EXPW_DEG}, relative error {e:.2e} (x 2^K after squaring) */")
 emit(f"#define NL_EXPW_K {NL_EXPW_K}")
-emit(f"static const double nl_expw_poly[{NL_EXPW_DEG + 1}] = {{" + ", ".join(f"{v:.17g}" for v in c) + "};\n")
+emit(f"static const double nl_expw_poly[{NL_EXPW_DEG + 1}] = {{{coefs(c)}}};\n")
 
 # Initial guesses of Newton's method on the normalised c in [0.375, 1.25].
 for name, f in (("recip", lambda c: 1 / c), ("rsqrt", lambda c: 1 / np.sqrt(c))):
