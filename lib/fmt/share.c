@@ -302,18 +302,6 @@ static int shape_is(const struct cdm_st_tensor *t, int ndim, const int64_t *shap
 	return same;
 }
 
-/* "[4,1,3,3]" into buf (always terminated, "..." when cut). */
-static const char *shape_str(char *buf, size_t size, int ndim, const int64_t *shape)
-{
-	size_t k = (size_t)snprintf(buf, size, "[");
-	for (int i = 0; i < ndim && k < size; i++)
-		k += (size_t)snprintf(buf + k, size - k, "%s%lld", i ? "," : "",
-				      (long long)shape[i]);
-	if (k < size)
-		snprintf(buf + k, size - k, "]");
-	return buf;
-}
-
 /* Named by the secret (conv_in.weight), not by its component tensor
  * (conv_in.weight.a): the user thinks in the model's names. */
 static int shape_error(const cdm_share *sh, const char *name, const struct cdm_st_tensor *t,
@@ -321,8 +309,8 @@ static int shape_error(const cdm_share *sh, const char *name, const struct cdm_s
 {
 	char a[100], b[100];
 	return cdm_fail(err, CDM_EINPUT, "%s: tensor '%.80s': shape %s, expected %s", sh->path,
-			name, shape_str(a, sizeof a, t->ndim, t->shape),
-			shape_str(b, sizeof b, ndim, shape));
+			name, cdm_st_shape_str(a, sizeof a, t->ndim, t->shape),
+			cdm_st_shape_str(b, sizeof b, ndim, shape));
 }
 
 static int get_comp(cdm_share *sh, const char *name, char c, int ndim, const int64_t *shape,

@@ -185,17 +185,6 @@ const struct cdm_st_tensor *cdm_share_seed_find(const cdm_share *sh, const char 
 	return sh->nvirt ? bsearch(&key, sh->virt, sh->nvirt, sizeof key, virt_cmp) : NULL;
 }
 
-/* "[2,3,4]" */
-static const char *shape_str(char *buf, size_t size, int ndim, const int64_t *shape)
-{
-	size_t k = (size_t)snprintf(buf, size, "[");
-	for (int i = 0; i < ndim && k < size; i++)
-		k += (size_t)snprintf(buf + k, size - k, "%s%lld", i ? "," : "", (long long)shape[i]);
-	if (k < size)
-		snprintf(buf + k, size - k, "]");
-	return buf;
-}
-
 int cdm_share_seed_comp(cdm_share *sh, const char *name, int c, int ndim, const int64_t *shape,
 			const uint64_t **out, struct cdm_err *err)
 {
@@ -209,8 +198,8 @@ int cdm_share_seed_comp(cdm_share *sh, const char *name, int c, int ndim, const 
 	if (!same) {
 		char have[160], want[160];
 		return cdm_fail(err, CDM_EINPUT, "%s: tensor '%.80s': shape %s, expected %s",
-				sh->path, name, shape_str(have, sizeof have, t->ndim, t->shape),
-				shape_str(want, sizeof want, ndim, shape));
+				sh->path, name, cdm_st_shape_str(have, sizeof have, t->ndim, t->shape),
+				cdm_st_shape_str(want, sizeof want, ndim, shape));
 	}
 	if (*cached) { /* expanded once: a weight is never held twice */
 		*out = *cached;

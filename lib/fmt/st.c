@@ -57,8 +57,7 @@ size_t cdm_dtype_size(enum cdm_dtype t)
 	return (unsigned)t < CDM_DTYPE_COUNT ? dtypes[t].size : 0;
 }
 
-/* "[5,5]" into buf (truncated with "..." if long). */
-static const char *fmt_shape(char *buf, size_t cap, int ndim, const int64_t *shape)
+const char *cdm_st_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape)
 {
 	size_t k = (size_t)snprintf(buf, cap, "[");
 	for (int i = 0; i < ndim && k < cap; i++)
@@ -150,7 +149,7 @@ static int parse_shape(const char *what, const char *name, const json_t *v,
 	char sb[160];
 	if (overflow || numel > UINT64_MAX / dtypes[t->dtype].size)
 		return cdm_fail(err, CDM_EINPUT, "%s: tensor '%.80s': shape %s: element count overflows",
-				what, name, fmt_shape(sb, sizeof sb, t->ndim, t->shape));
+				what, name, cdm_st_shape_str(sb, sizeof sb, t->ndim, t->shape));
 	t->numel = numel;
 	t->nbytes = numel * dtypes[t->dtype].size;
 	return 0;
@@ -180,7 +179,7 @@ static int parse_entry(const char *what, const char *name, const json_t *v,
 				"%s: tensor '%.80s': data_offsets [%llu,%llu] hold %llu bytes, shape %s %s needs %llu",
 				what, name, (unsigned long long)sp->begin, (unsigned long long)sp->end,
 				(unsigned long long)(sp->end - sp->begin),
-				fmt_shape(sb, sizeof sb, t->ndim, t->shape), dtypes[t->dtype].name,
+				cdm_st_shape_str(sb, sizeof sb, t->ndim, t->shape), dtypes[t->dtype].name,
 				(unsigned long long)t->nbytes);
 	if (sp->end > datalen)
 		return cdm_fail(err, CDM_EINPUT,
@@ -595,8 +594,8 @@ int cdm_st_find_shaped(const cdm_st *st, const char *name, int ndim, const int64
 	if (!same) {
 		char a[100], b[100];
 		return cdm_fail(err, CDM_EINPUT, "%s: tensor '%.80s': shape %s, expected %s", st->path,
-				name, fmt_shape(a, sizeof a, t->ndim, t->shape),
-				fmt_shape(b, sizeof b, ndim, shape));
+				name, cdm_st_shape_str(a, sizeof a, t->ndim, t->shape),
+				cdm_st_shape_str(b, sizeof b, ndim, shape));
 	}
 	*out = t;
 	return 0;

@@ -116,6 +116,9 @@ int cdm_st_writer_save(cdm_st_writer *w, const char *path, unsigned mode, int zs
 
 const char *cdm_dtype_name(enum cdm_dtype t);
 size_t cdm_dtype_size(enum cdm_dtype t);
+/* "[4,1,3,3]" into buf of cap bytes for error messages (always
+ * terminated, cut short when too small); returns buf. */
+const char *cdm_st_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape);
 /* Exact conversions: IEEE half (subnormals, inf, nan) and bfloat16. */
 float cdm_f16_to_f32(uint16_t h);
 float cdm_bf16_to_f32(uint16_t b);

@@ -143,8 +143,7 @@ static int load_configs(const cdm_share *model, enum cdm_sampler_kind kind,
 	return cdm_sched_config_parse(scfg, kind, s, strlen(s), what, err);
 }
 
-/* SHA-256 of a file's bytes, fed into ctx. */
-static int hash_file(EVP_MD_CTX *ctx, const char *path, struct cdm_err *err)
+int cdm_sample_hash_file(EVP_MD_CTX *ctx, const char *path, struct cdm_err *err)
 {
 	FILE *f = fopen(path, "rb");
 	if (!f)
@@ -170,11 +169,11 @@ static int public_model_id(const struct cdm_model_paths *p, char *out, size_t si
 		EVP_MD_CTX_free(ctx);
 		return cdm_fail(err, CDM_EINTERNAL, "public model: SHA-256 unavailable");
 	}
-	int rc = hash_file(ctx, p->config, err);
+	int rc = cdm_sample_hash_file(ctx, p->config, err);
 	if (rc == 0)
-		rc = hash_file(ctx, p->weights, err);
+		rc = cdm_sample_hash_file(ctx, p->weights, err);
 	if (rc == 0 && p->sched_config[0])
-		rc = hash_file(ctx, p->sched_config, err);
+		rc = cdm_sample_hash_file(ctx, p->sched_config, err);
 	if (rc == 0)
 		EVP_DigestFinal_ex(ctx, md, &len);
 	EVP_MD_CTX_free(ctx);

@@ -13,6 +13,8 @@
 
 #include "sample.h"
 
+#include <openssl/evp.h>
+
 #include "../nn/nn.h"
 #include "../prg/prg.h"
 
@@ -56,6 +58,9 @@ int cdm_sample_write_trio(const char *prefix,
  * peers; a mismatch names the first differing key=value. */
 #define CDM_SAMPLE_DIGEST_LEN 512
 int cdm_sample_agree(cdm_mpc *m, const char *digest, struct cdm_err *err);
+/* Feed a file's bytes into the digest ctx (the public model ids of both
+ * drivers). */
+int cdm_sample_hash_file(EVP_MD_CTX *ctx, const char *path, struct cdm_err *err);
 /* Secret tensor `name` of a share as a new tensor of a secure backend. */
 int cdm_sample_input_tensor(cdm_nn *nn, cdm_share *in, const char *name, int ndim,
 			    const int64_t *shape, int integer, cdm_tensor **out,

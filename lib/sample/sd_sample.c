@@ -81,20 +81,6 @@ static void sd_free(struct sd_run *r)
 
 /* ---- public-weights mode --------------------------------------------------------- */
 
-static int hash_file(EVP_MD_CTX *ctx, const char *path, struct cdm_err *err)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return cdm_fail(err, CDM_EINPUT, "%s: cannot open", path);
-	unsigned char buf[1 << 16];
-	size_t n;
-	while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-		EVP_DigestUpdate(ctx, buf, n);
-	int bad = ferror(f);
-	fclose(f);
-	return bad ? cdm_fail(err, CDM_EINPUT, "%s: read error", path) : 0;
-}
-
 /* "public:" and 128 bits of SHA-256 over the UNet, VAE and text encoder
  * configs and weights and the scheduler config (what the parties compare),
  * and the three weight files opened (mmapped) into r->pubw. */
@@ -116,16 +102,16 @@ static int sd_public_open(struct sd_run *r, const char *dir, struct cdm_err *err
 	for (int part = 0; rc == 0 && part < 3; part++) {
 		rc = cdm_sd_locate(&p, dir, (enum cdm_sd_part)part, err);
 		if (rc == 0)
-			rc = hash_file(ctx, p.config, err);
+			rc = cdm_sample_hash_file(ctx, p.config, err);
 		if (rc == 0)
-			rc = hash_file(ctx, p.weights, err);
+			rc = cdm_sample_hash_file(ctx, p.weights, err);
 		if (rc == 0)
 			rc = cdm_st_open(&r->pubw[part], p.weights, err);
 	}
 	if (rc == 0)
 		rc = cdm_model_locate(&p, dir, err);
 	if (rc == 0 && p.sched_config[0])
-		rc = hash_file(ctx, p.sched_config, err);
+		rc = cdm_sample_hash_file(ctx, p.sched_config, err);
 	if (rc == 0)
 		EVP_DigestFinal_ex(ctx, md, &len);
 	EVP_MD_CTX_free(ctx);
