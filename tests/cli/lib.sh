@@ -8,7 +8,9 @@
 #   party_bg/wait_party (one cdm-party in the background), wait_trio and
 #   trio_ok (all three: statuses, or a FAIL line per failed party),
 #   model_shares (cached model shares: prints their prefix), input_shares,
+#   trio_refused (all three exit 1 with one line, no output),
 #   assert_tracked (figures recorded in tests/cli/costs.tsv),
+#   sd_tiny_pipeline (the random-weight SD pipeline folder of tests/golden_sd),
 #   assert_exit, assert_one_line, keep_file/assert_kept (an existing output
 #   left byte-for-byte and mtime-untouched), assert_absent, and safetensors
 #   surgery with shell tools only (st_hdr_len, st_header, st_data, st_build).
@@ -103,6 +105,19 @@ trio_ok() {
 	done
 	PIDS=""
 }
+# trio_refused NAME WHAT PATTERNS...: after wait_trio, every party exited
+# 1 with one stderr line ($T/NAME.err.I) matching PATTERNS and left no
+# output ($T/NAME.out.I)
+trio_refused() {
+	local name=$1 what=$2 i s
+	shift 2
+	for i in 0 1 2; do
+		eval "s=\$st$i"
+		[ "$s" = 1 ] || bad "$what: party $i exited $s, expected 1"
+		assert_one_line "$T/$name.err.$i" "$what, party $i" "$@"
+		assert_absent "$what" "$T/$name.out.$i"
+	done
+}
 # assert_tracked KEY FIGURES...: FIGURES equal the line KEY of
 # tests/cli/costs.tsv (bytes and rounds are deterministic)
 assert_tracked() {
@@ -195,6 +210,30 @@ assert_absent() {
 		left=$(ls -a "$d" 2>/dev/null | grep -F "$b" | grep -vx -F "$b")
 		[ -n "$left" ] && bad "$what: temporary files left: $left"
 	done
+}
+
+# ---- the tiny Stable Diffusion pipeline ---------------------------------------------
+# sd_tiny_pipeline DIR: a diffusers pipeline folder of the random-weight
+# parts in tests/golden_sd (symlinks) with SD's scheduler settings.
+# "leading" spacing for DPM++ too (DDIM's default): with DPM++'s default
+# linspace the first step is at t=999, where x0 = (x - sigma eps)/alpha
+# amplifies by 1/alpha = 15 and this random-weight UNet's latents grow to
+# |x| ~ 90 (no trained model comes near), which the fixed-point VAE decode
+# does not follow (about 25 dB); leading starts at t=751.
+sd_tiny_pipeline() {
+	local c
+	mkdir -p "$1/scheduler" || return 1
+	for c in u_fasttest:unet v_fasttest:vae c_fasttest:text_encoder tok:tokenizer; do
+		ln -s "$PWD/tests/golden_sd/${c%%:*}" "$1/${c#*:}"
+	done
+	echo '{"_class_name": "StableDiffusionPipeline"}' >"$1/model_index.json"
+	cat >"$1/scheduler/scheduler_config.json" <<'JSON'
+{"_class_name": "PNDMScheduler", "beta_start": 0.00085, "beta_end": 0.012,
+ "beta_schedule": "scaled_linear", "num_train_timesteps": 1000, "steps_offset": 1,
+ "timestep_spacing": "leading",
+ "set_alpha_to_one": false, "clip_sample": false, "skip_prk_steps": true,
+ "trained_betas": null}
+JSON
 }
 
 # ---- safetensors surgery with shell tools -------------------------------------------
